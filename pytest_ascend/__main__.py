@@ -1,0 +1,5 @@
+import sys
+
+from pytest_ascend.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Memory figures that need more than one snapshot.
+
+On a CPU there is no allocator to ask how much the weights take, only the process's resident
+set, and inside a long-lived session that figure mixes the weights with whatever the process
+freed and reused or imported lazily on the first load. So the CPU footprint of loading a
+checkpoint is measured in a fresh interpreter: import everything and build the model class on
+the meta device first (lazy imports happen there, not inside the measured window), then load,
+touch every parameter (safetensors maps weights lazily; untouched pages are not resident),
+and report the growth of the resident set.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cpu_load_footprint(path: Path, dtype: str, trust_remote_code: bool = False) -> int:
+    """Bytes the process's resident set grows by when loading `path` in `dtype` on the CPU."""
+    cmd = [sys.executable, "-m", "pytest_ascend.memory", str(path), dtype]
+    if trust_remote_code:
+        cmd.append("--trust-remote-code")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"measuring the CPU load footprint of {path} failed: {tail}")
+    return int(json.loads(done.stdout.strip().splitlines()[-1])["rss_growth"])
+
+
+def _measure_in_this_process(path: str, dtype: str, trust_remote_code: bool) -> int:
+    import gc
+
+    import psutil
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from pytest_ascend.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    torch.ones(8).sum()  # start the CPU runtime's thread pool outside the window
+    gc.collect()
+    process = psutil.Process()
+    before = process.memory_info().rss
+    with quiet_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=trust_remote_code, **{DTYPE_KWARG: TORCH_DTYPES[dtype]}
+        )
+    with torch.no_grad():
+        for param in model.parameters():
+            param.sum()
+    return process.memory_info().rss - before
+
+
+if __name__ == "__main__":
+    growth = _measure_in_this_process(sys.argv[1], sys.argv[2], "--trust-remote-code" in sys.argv)
+    print(json.dumps({"rss_growth": growth}))

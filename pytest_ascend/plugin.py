@@ -1,0 +1,160 @@
+"""pytest-ascend's pytest wiring: options, markers and their gating, the header, fixtures.
+
+Read top-down: options -> configure (settings) -> session start (device, dtype, model
+checks) -> collection (gating) -> header -> fixtures. Everything that decides or measures
+lives in modules that know nothing of pytest; this one only connects them. No torch import
+at module level, so `pytest --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_ascend.settings import OPTIONS, AscendSettings, SettingsError, resolve_settings
+
+MARKERS = {
+    "npu": "npu: needs the device under test and the model (--ascend-device, --ascend-model)",
+    "slow": "slow(except_smoke=False): long work, skipped unless --run-slow; with "
+    "except_smoke=True it also runs on the built-in tiny model, where it is quick",
+    "sglang": "sglang: needs a live SGLang server (--sglang-url or --sglang-launch)",
+}
+
+settings_key = pytest.StashKey[AscendSettings]()
+plan_key = pytest.StashKey[Any]()  # session.SessionPlan, imported lazily with torch
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ascend", "pytest-ascend: LLM inference on Ascend NPU / CUDA / CPU")
+    for spec in OPTIONS:
+        sources = f"[env {spec.env}, ini {spec.ini}]"
+        kwargs: dict[str, Any] = {"dest": spec.dest, "default": None}
+        if spec.is_flag:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.choices) + "}"
+        group.addoption(spec.flag, help=f"{spec.help} {sources}", **kwargs)
+        parser.addini(
+            spec.ini, f"{spec.help} ({spec.flag})", type="bool" if spec.is_flag else "string",
+            default=False if spec.is_flag else None,
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    declared = {line.split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")}
+    for name, line in MARKERS.items():
+        if name not in declared:
+            config.addinivalue_line("markers", line)
+    try:
+        config.stash[settings_key] = resolve_settings(
+            cli=lambda spec: config.getoption(spec.dest),
+            ini=lambda spec: config.getini(spec.ini),
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from pytest_ascend.session import SessionSetupError, plan_session
+
+    config = session.config
+    try:
+        config.stash[plan_key] = plan_session(config.stash[settings_key])
+    except SessionSetupError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from pytest_ascend.session import skip_reason
+
+    plan = config.stash[plan_key]
+    for item in items:
+        slow = item.get_closest_marker("slow")
+        reason = skip_reason(
+            plan,
+            npu=item.get_closest_marker("npu") is not None,
+            slow=None if slow is None else dict(slow.kwargs),
+            sglang=item.get_closest_marker("sglang") is not None,
+        )
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_ascend.reporting import header_lines
+
+    plan = config.stash.get(plan_key, None)
+    return header_lines(plan) if plan is not None else []
+
+
+# Fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ascend_settings(pytestconfig: pytest.Config) -> AscendSettings:
+    """The resolved pytest-ascend settings (options, env vars, ini keys)."""
+    return pytestconfig.stash[settings_key]
+
+
+@pytest.fixture(scope="session")
+def ascend_plan(pytestconfig: pytest.Config) -> Any:
+    """The session plan: settings plus the resolved device and dtype."""
+    return pytestconfig.stash[plan_key]
+
+
+@pytest.fixture(scope="session")
+def npu_device(ascend_plan: Any) -> Any:
+    """The DeviceUnderTest (npu, cuda or cpu) this session measures."""
+    return ascend_plan.device
+
+
+@pytest.fixture(scope="session")
+def model_under_test(ascend_plan: Any) -> Any:
+    """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
+    return _load(ascend_plan, ascend_plan.settings.model)
+
+
+@pytest.fixture(scope="session")
+def model(model_under_test: Any) -> Any:
+    """The model under test: eval mode, on the device, in the session dtype."""
+    return model_under_test.model
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_under_test: Any) -> Any:
+    """The model's tokenizer (left padding, pad token set)."""
+    return model_under_test.tokenizer
+
+
+@pytest.fixture(scope="session")
+def draft_model(ascend_plan: Any, model_under_test: Any) -> Any:
+    """The draft model (ModelUnderTest) for speculative decoding; shares the tokenizer."""
+    spec = ascend_plan.settings.draft_model
+    if spec is None:
+        pytest.skip("no draft model: pass --ascend-draft-model PATH (or tiny-draft)")
+    return _load(ascend_plan, spec)
+
+
+@pytest.fixture(scope="session")
+def ascend_env(npu_device: Any) -> dict:
+    """Versions and hardware facts of this run; every key present, None when unknown."""
+    from pytest_ascend.environment import gather_environment
+
+    return gather_environment(npu_device)
+
+
+def _load(plan: Any, spec: str) -> Any:
+    from pytest_ascend.models import ModelLoadError, ModelSpecError, load_under_test
+
+    try:
+        return load_under_test(
+            spec,
+            plan.device,
+            plan.dtype,
+            cache_dir=plan.settings.cache,
+            trust_remote_code=plan.settings.trust_remote_code,
+            base_spec=plan.settings.model,
+        )
+    except (ModelSpecError, ModelLoadError) as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -1,0 +1,112 @@
+"""What a session will test, decided once at its start, before any test runs.
+
+Resolving the device, the dtype and the model here (not lazily inside the first test) is what
+turns a wrong option into one clear line at start-up instead of a screen of identical errors.
+Nothing here knows pytest; the plugin turns `SessionSetupError` into a usage error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pytest_ascend.settings import AscendSettings, default_dtype
+
+
+class SessionSetupError(RuntimeError):
+    """The session cannot start as configured; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    settings: AscendSettings
+    device: Any  # DeviceUnderTest
+    dtype: str
+    dtype_source: str
+
+    @property
+    def smoke(self) -> bool:
+        """A run on the built-in tiny model checks the stack, not the hardware's speed."""
+        return self.settings.builtin_model
+
+    @property
+    def device_chosen_by_auto(self) -> bool:
+        return self.settings.device == "auto"
+
+    @property
+    def model_sensible_here(self) -> bool:
+        """A real checkpoint on a CPU that auto fell back to is a mistake, not a test run:
+        a 14B model would take hours. An explicit --ascend-device cpu is the user's call."""
+        return self.smoke or self.device.is_accelerator or not self.device_chosen_by_auto
+
+
+def plan_session(settings: AscendSettings) -> SessionPlan:
+    """Resolve device, dtype and model for `settings`, or raise SessionSetupError."""
+    device = _resolve_device(settings.device)
+    if settings.dtype is not None:
+        dtype, dtype_source = settings.dtype, settings.source_of("dtype")
+    else:
+        dtype, dtype_source = default_dtype(device.kind), f"{device.kind} default"
+    plan = SessionPlan(settings, device, dtype, dtype_source)
+    _check_models(plan)
+    return plan
+
+
+def _resolve_device(choice: str) -> Any:
+    try:
+        from pytest_ascend.device import DeviceUnavailable, DeviceUnderTest
+    except Exception as exc:  # `import torch` itself failed
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise SessionSetupError(
+            f"import torch failed: {type(exc).__name__}: {first} (if torch_npu is installed "
+            f"without a working CANN, source set_env.sh or set TORCH_DEVICE_BACKEND_AUTOLOAD=0)"
+        ) from exc
+    try:
+        return DeviceUnderTest.resolve(choice)
+    except DeviceUnavailable as exc:
+        raise SessionSetupError(str(exc)) from exc
+
+
+def _check_models(plan: SessionPlan) -> None:
+    from pytest_ascend.models import ModelSpecError, check_fits, inspect_checkpoint
+    from pytest_ascend.settings import is_builtin_spec
+    from pytest_ascend.tiny import RecipeError, parse_spec
+
+    settings = plan.settings
+    checks: list[tuple[str, Optional[str]]] = [("--ascend-model", settings.model)]
+    checks.append(("--ascend-draft-model", settings.draft_model))
+    try:
+        for option, spec in checks:
+            if spec is None:
+                continue
+            if is_builtin_spec(spec):
+                parse_spec(spec, settings.model)
+                continue
+            info = inspect_checkpoint(spec, option)
+            if plan.model_sensible_here and option == "--ascend-model":
+                free = plan.device.memory().free
+                check_fits(info, plan.dtype, free, str(plan.device.torch_device))
+    except RecipeError as exc:
+        raise SessionSetupError(f"{option} {spec}: {exc}") from exc
+    except ModelSpecError as exc:
+        raise SessionSetupError(str(exc)) from exc
+
+
+def skip_reason(
+    plan: SessionPlan, *, npu: bool, slow: Optional[dict], sglang: bool
+) -> Optional[str]:
+    """Why a test with these markers cannot run in this session, naming the enabling option."""
+    if npu and not plan.model_sensible_here:
+        return (
+            f"no accelerator found (--ascend-device auto chose cpu) for the real checkpoint "
+            f"{plan.settings.model}: pass --ascend-device cpu to run it on the CPU anyway"
+        )
+    if slow is not None and not plan.settings.run_slow:
+        if not (slow.get("except_smoke") and plan.smoke):
+            return "slow test: enable with --run-slow (or PYTEST_ASCEND_RUN_SLOW=1)"
+    if sglang:
+        return (
+            "needs a live SGLang server (--sglang-url URL or --sglang-launch); this version of "
+            "pytest-ascend does not provide those options yet"
+        )
+    return None
