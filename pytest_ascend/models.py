@@ -218,12 +218,24 @@ def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> t
     try:
         with quiet_progress_bars():
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(
-                path, trust_remote_code=trust_remote_code, **{DTYPE_KWARG: TORCH_DTYPES[dtype]}
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                **{DTYPE_KWARG: TORCH_DTYPES[dtype]},
             )
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ModelLoadError(f"loading {path} failed: {type(exc).__name__}: {first}") from exc
+    # from_pretrained fills tensors the checkpoint lacks (or has in another shape) with fresh
+    # random values and only logs it: for a validation run that is a silently wrong model.
+    absent = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])
+    if absent:
+        first = absent[0][0] if isinstance(absent[0], tuple) else absent[0]
+        raise ModelLoadError(
+            f"loading {path}: {len(absent)} weight tensor(s) are missing or of the wrong shape "
+            f"(first: {first}); the checkpoint is incomplete or does not match config.json"
+        )
     model = model.to(device.torch_device).eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -1,0 +1,32 @@
+"""Fixtures for the plugin's own tests: a clean environment and one shared model cache."""
+
+import os
+import shutil
+
+import pytest
+
+from pytest_ascend.tiny import TinyRecipe, ensure_built
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One model cache for every inner pytest run, so the tiny model is built once."""
+    return tmp_path_factory.mktemp("ascend-cache")
+
+
+@pytest.fixture(autouse=True)
+def clean_ascend_env(monkeypatch, shared_cache):
+    """Inner runs see no PYTEST_ASCEND_* settings of the outer environment."""
+    for name in list(os.environ):
+        if name.startswith("PYTEST_ASCEND_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PYTEST_ASCEND_CACHE", str(shared_cache))
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(shared_cache, tmp_path_factory):
+    """A real on-disk checkpoint (a copy of the tiny build), as a user's --ascend-model PATH."""
+    built = ensure_built(TinyRecipe(), shared_cache)
+    target = tmp_path_factory.mktemp("checkpoint") / "Tiny-Qwen2-Checkpoint"
+    shutil.copytree(built, target)
+    return target

@@ -1,0 +1,97 @@
+"""Marker gating: what is skipped, when, and that every reason names the enabling option."""
+
+import pytest
+
+
+def test_slow_is_skipped_without_run_slow_and_names_it(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.slow
+        def test_long():
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*slow test: enable with --run-slow*"])
+    pytester.runpytest("--run-slow").assert_outcomes(passed=1)
+
+
+def test_run_slow_from_env_and_ini(pytester, monkeypatch):
+    pytester.makepyfile("import pytest\n\n@pytest.mark.slow\ndef test_long():\n    pass\n")
+    pytester.makeini("[pytest]\nascend_run_slow = true\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+    monkeypatch.setenv("PYTEST_ASCEND_RUN_SLOW", "0")
+    pytester.runpytest().assert_outcomes(skipped=1)  # env beats ini
+
+
+def test_slow_except_smoke_runs_on_the_builtin_model_only(pytester, checkpoint_dir):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.slow(except_smoke=True)
+        def test_long_on_real_model():
+            pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    real = pytester.runpytest("--ascend-model", str(checkpoint_dir), "--ascend-device", "cpu", "-rs")
+    real.assert_outcomes(skipped=1)
+    real.stdout.fnmatch_lines(["*--run-slow*"])
+
+
+def test_sglang_is_skipped_naming_the_server_options(pytester):
+    pytester.makepyfile("import pytest\n\n@pytest.mark.sglang\ndef test_server():\n    pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*--sglang-url*"])
+
+
+def test_npu_runs_on_tiny_model_on_cpu(pytester):
+    pytester.makepyfile("import pytest\n\n@pytest.mark.npu\ndef test_dev(npu_device):\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_real_checkpoint_on_auto_cpu_is_skipped_until_cpu_is_explicit(pytester, checkpoint_dir):
+    pytester.makepyfile("import pytest\n\n@pytest.mark.npu\ndef test_dev(model):\n    pass\n")
+    skipped = pytester.runpytest("--ascend-model", str(checkpoint_dir), "-rs")
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines(["*no accelerator found*pass --ascend-device cpu*"])
+    pytester.runpytest("--ascend-model", str(checkpoint_dir), "--ascend-device", "cpu").assert_outcomes(
+        passed=1
+    )
+
+
+def test_parametrize_id_named_like_a_marker_does_not_gate(pytester):
+    """Gating reads markers, not keywords: a parameter id 'slow' is not the slow marker."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("mode", ["slow", "sglang"])
+        def test_modes(mode):
+            pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_gating_skips_before_fixtures_run(pytester):
+    """A gated test must not load the model just to be skipped."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def expensive():
+            raise AssertionError("fixture ran for a skipped test")
+
+        @pytest.mark.slow
+        def test_long(expensive):
+            pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(skipped=1)

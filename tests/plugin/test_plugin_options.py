@@ -1,0 +1,85 @@
+"""The options as a user meets them: flags, env vars, ini keys, the header, usage errors."""
+
+import pytest
+
+TRIVIAL = "def test_nothing_needed():\n    assert 1 + 1 == 2\n"
+
+
+def test_help_lists_every_ascend_option(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        ["*--ascend-device*", "*--ascend-model*", "*--ascend-draft-model*", "*--ascend-dtype*",
+         "*--ascend-trust-remote-code*", "*--run-slow*", "*--ascend-cache*"]
+    )
+
+
+def test_header_on_cpu_says_smoke_run_and_cpu_dtype_default(pytester):
+    pytester.makepyfile(TRIVIAL)
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-ascend: device cpu (*) | dtype float32 (cpu default) | model tiny (built-in "
+            "tiny model: smoke run, not a hardware result) | draft tiny-draft",
+            "pytest-ascend: torch * | torch_npu - | CANN - | transformers *",
+        ]
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_header_shows_where_dtype_came_from(pytester, monkeypatch):
+    pytester.makepyfile(TRIVIAL)
+    pytester.makeini("[pytest]\nascend_dtype = bfloat16\n")
+    pytester.runpytest().stdout.fnmatch_lines(["*dtype bfloat16 (ini key ascend_dtype)*"])
+    monkeypatch.setenv("PYTEST_ASCEND_DTYPE", "float16")
+    pytester.runpytest().stdout.fnmatch_lines(
+        ["*dtype float16 (environment variable PYTEST_ASCEND_DTYPE)*"]
+    )
+    pytester.runpytest("--ascend-dtype", "float32").stdout.fnmatch_lines(
+        ["*dtype float32 (command line --ascend-dtype)*"]
+    )
+
+
+def test_bad_value_is_a_one_line_usage_error(pytester, monkeypatch):
+    pytester.makepyfile(TRIVIAL)
+    monkeypatch.setenv("PYTEST_ASCEND_DEVICE", "gpu")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --ascend-device: 'gpu' from environment variable PYTEST_ASCEND_DEVICE is not "
+         "one of auto, npu, cuda, cpu"]
+    )
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_settings_fixture_reflects_options(pytester, checkpoint_dir):
+    pytester.makepyfile(
+        f"""
+        def test_settings(ascend_settings):
+            assert ascend_settings.model == {str(checkpoint_dir)!r}
+            assert ascend_settings.draft_model is None
+            assert ascend_settings.trust_remote_code is True
+            assert ascend_settings.run_slow is True
+        """
+    )
+    result = pytester.runpytest(
+        "--ascend-model", str(checkpoint_dir), "--ascend-trust-remote-code", "--run-slow",
+        "--ascend-device", "cpu",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_markers_are_registered_for_strict_markers(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.npu
+        @pytest.mark.slow
+        @pytest.mark.sglang
+        def test_marked():
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.npu:*", "@pytest.mark.slow*", "@pytest.mark.sglang:*"])
+    assert pytester.runpytest("--strict-markers").ret == pytest.ExitCode.OK

@@ -1,0 +1,66 @@
+"""Option resolution: CLI > environment > ini > default, and errors that name the source."""
+
+import pytest
+
+from pytest_ascend.settings import OPTIONS, SettingsError, resolve_settings
+
+SPECS = {spec.name: spec for spec in OPTIONS}
+
+
+def resolve(cli=None, ini=None, env=None):
+    cli, ini = cli or {}, ini or {}
+    return resolve_settings(
+        cli=lambda spec: cli.get(spec.name), ini=lambda spec: ini.get(spec.name), environ=env or {}
+    )
+
+
+def test_defaults():
+    s = resolve()
+    assert (s.device, s.model, s.draft_model, s.dtype) == ("auto", "tiny", "tiny-draft", None)
+    assert not s.trust_remote_code and not s.run_slow
+    assert s.source_of("device") == "default"
+
+
+def test_precedence_cli_over_env_over_ini():
+    ini = {"dtype": "bfloat16"}
+    env = {"PYTEST_ASCEND_DTYPE": "float16"}
+    assert resolve(ini=ini).dtype == "bfloat16"
+    assert resolve(ini=ini, env=env).dtype == "float16"
+    s = resolve(cli={"dtype": "float32"}, ini=ini, env=env)
+    assert s.dtype == "float32"
+    assert s.source_of("dtype") == "command line --ascend-dtype"
+
+
+def test_every_option_has_flag_ini_and_env():
+    for spec in OPTIONS:
+        assert spec.flag.startswith("--")
+        assert spec.ini.startswith("ascend_")
+        assert spec.env.startswith("PYTEST_ASCEND_")
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(SettingsError, match="environment variable PYTEST_ASCEND_DEVICE"):
+        resolve(env={"PYTEST_ASCEND_DEVICE": "gpu"})
+
+
+@pytest.mark.parametrize("text, expected", [("1", True), ("yes", True), ("off", False), ("", False)])
+def test_boolean_env_values(text, expected):
+    assert resolve(env={"PYTEST_ASCEND_RUN_SLOW": text}).run_slow is expected
+
+
+def test_bad_boolean_is_an_error():
+    with pytest.raises(SettingsError, match="not a boolean"):
+        resolve(env={"PYTEST_ASCEND_TRUST_REMOTE_CODE": "maybe"})
+
+
+def test_draft_defaults_to_none_for_a_real_checkpoint(tmp_path):
+    assert resolve(cli={"model": str(tmp_path)}).draft_model is None
+
+
+def test_tiny_draft_with_a_real_checkpoint_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="only pairs with the built-in model"):
+        resolve(cli={"model": str(tmp_path), "draft_model": "tiny-draft"})
+
+
+def test_cache_dir_from_env(tmp_path):
+    assert resolve(env={"PYTEST_ASCEND_CACHE": str(tmp_path)}).cache == tmp_path
