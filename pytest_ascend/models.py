@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pytest_ascend import tiny
 from pytest_ascend.settings import is_builtin_spec
@@ -68,7 +68,16 @@ class ModelUnderTest:
         return self.spec if self.builtin else self.path.name
 
 
-def resolve_model_dir(spec: str, cache_dir: Path, base_spec: Optional[str] = None) -> Path:
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    """The default progress sink: say nothing."""
+
+
+def resolve_model_dir(
+    spec: str, cache_dir: Path, base_spec: Optional[str] = None, progress: Progress = _silent
+) -> Path:
     """The directory `spec` names, building a built-in model into the cache if needed.
 
     `base_spec` is the main model's spec when resolving a draft, so tiny-draft shares the
@@ -80,7 +89,7 @@ def resolve_model_dir(spec: str, cache_dir: Path, base_spec: Optional[str] = Non
         except tiny.RecipeError as exc:
             raise ModelSpecError(f"--ascend-model {spec}: {exc}") from None
         name = spec.split(":", 1)[0]
-        return tiny.ensure_built(recipe, cache_dir, name=name)
+        return tiny.ensure_built(recipe, cache_dir, name=name, progress=progress)
     return inspect_checkpoint(spec).path
 
 
@@ -251,9 +260,15 @@ def load_under_test(
     cache_dir: Path,
     trust_remote_code: bool = False,
     base_spec: Optional[str] = None,
+    progress: Progress = _silent,
 ) -> ModelUnderTest:
-    """`load_model` with the memory the load took measured around it, for the capacity check."""
-    path = resolve_model_dir(spec, cache_dir, base_spec)
+    """`load_model` with the memory the load took measured around it, for the capacity check.
+
+    `progress` receives a line before and after: loading a 14B checkpoint takes minutes and
+    must not look like a hang.
+    """
+    path = resolve_model_dir(spec, cache_dir, base_spec, progress)
+    progress(f"loading {path} ({dtype}) onto {device.torch_device} ...")
     device.empty_cache()
     device.synchronize()
     before = device.memory()
@@ -262,17 +277,21 @@ def load_under_test(
     device.synchronize()
     load_seconds = time.perf_counter() - start
     after = device.memory()
-    parameters = sum(p.numel() for p in model.parameters())
-    return ModelUnderTest(
+    loaded = ModelUnderTest(
         model=model,
         tokenizer=tokenizer,
         spec=spec,
         path=path,
         dtype=dtype,
         builtin=is_builtin_spec(spec),
-        parameters=parameters,
+        parameters=sum(p.numel() for p in model.parameters()),
         weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         load_seconds=load_seconds,
         memory_before=before,
         memory_after=after,
     )
+    progress(
+        f"loaded {loaded.name}: {loaded.parameters / 1e6:,.1f} M parameters, "
+        f"{loaded.weight_bytes / 2**30:.2f} GiB of weights in {load_seconds:.1f} s"
+    )
+    return loaded

@@ -110,9 +110,9 @@ def npu_device(ascend_plan: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def model_under_test(ascend_plan: Any) -> Any:
+def model_under_test(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
-    return _load(ascend_plan, ascend_plan.settings.model)
+    return _load(pytestconfig, ascend_plan, ascend_plan.settings.model)
 
 
 @pytest.fixture(scope="session")
@@ -128,12 +128,12 @@ def tokenizer(model_under_test: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def draft_model(ascend_plan: Any, model_under_test: Any) -> Any:
+def draft_model(ascend_plan: Any, model_under_test: Any, pytestconfig: pytest.Config) -> Any:
     """The draft model (ModelUnderTest) for speculative decoding; shares the tokenizer."""
     spec = ascend_plan.settings.draft_model
     if spec is None:
         pytest.skip("no draft model: pass --ascend-draft-model PATH (or tiny-draft)")
-    return _load(ascend_plan, spec)
+    return _load(pytestconfig, ascend_plan, spec)
 
 
 @pytest.fixture(scope="session")
@@ -144,8 +144,18 @@ def ascend_env(npu_device: Any) -> dict:
     return gather_environment(npu_device)
 
 
-def _load(plan: Any, spec: str) -> Any:
+def _load(config: pytest.Config, plan: Any, spec: str) -> Any:
     from pytest_ascend.models import ModelLoadError, ModelSpecError, load_under_test
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def progress(message: str) -> None:
+        """Straight to the terminal: fixture setup runs with output captured."""
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"pytest-ascend: {message}")
 
     try:
         return load_under_test(
@@ -155,6 +165,7 @@ def _load(plan: Any, spec: str) -> Any:
             cache_dir=plan.settings.cache,
             trust_remote_code=plan.settings.trust_remote_code,
             base_spec=plan.settings.model,
+            progress=progress,
         )
     except (ModelSpecError, ModelLoadError) as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from pytest_ascend.settings import BUILTIN_DRAFT, BUILTIN_MODEL
 
@@ -143,12 +143,19 @@ def corpus_text() -> str:
     return (Path(__file__).parent / "data" / "tiny_corpus.txt").read_text("utf-8")
 
 
-def ensure_built(recipe: TinyRecipe, cache_dir: Path, name: str = BUILTIN_MODEL) -> Path:
+def ensure_built(
+    recipe: TinyRecipe,
+    cache_dir: Path,
+    name: str = BUILTIN_MODEL,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Path:
     """The directory of the model for `recipe`, building it first if the cache lacks it."""
     models_dir = Path(cache_dir) / "models"
     final = models_dir / f"{name}-{recipe.key()}"
     if final.is_dir():
         return final
+    if progress is not None:
+        progress(f"building the built-in model {name} into {final} (once per recipe)")
     models_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(models_dir)
     staging = models_dir / f".building-{final.name}-{uuid.uuid4().hex[:8]}"

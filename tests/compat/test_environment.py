@@ -16,10 +16,22 @@ PER_DEVICE = {
 }
 
 
+# Where each fact comes from, for the failure message: in containers these are often unmapped.
+SOURCES = {
+    "cann": "torch_npu get_cann_version or ascend_toolkit_install.info under $ASCEND_HOME_PATH",
+    "driver": "/usr/local/Ascend/driver/version.info (mount it into the container)",
+    "firmware": "/usr/local/Ascend/firmware/version.info (mount it into the container)",
+    "npu_chip": "`npu-smi info` on PATH",
+    "cuda_driver": "`nvidia-smi` on PATH",
+}
+
+
 def test_environment_block_is_complete(ascend_env, npu_device):
     required = COMMON + PER_DEVICE[npu_device.kind]
     missing = [key for key in required if ascend_env.get(key) is None]
-    assert not missing, f"environment facts missing on {npu_device.kind}: {missing}"
+    assert not missing, f"environment facts missing on {npu_device.kind}: " + "; ".join(
+        f"{key} (from {SOURCES[key]})" if key in SOURCES else key for key in missing
+    )
     assert ascend_env["device_kind"] == npu_device.kind
     assert ascend_env["device_name"] == npu_device.name
 

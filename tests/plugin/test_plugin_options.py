@@ -83,3 +83,12 @@ def test_markers_are_registered_for_strict_markers(pytester):
     result = pytester.runpytest("--strict-markers", "--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.npu:*", "@pytest.mark.slow*", "@pytest.mark.sglang:*"])
     assert pytester.runpytest("--strict-markers").ret == pytest.ExitCode.OK
+
+
+def test_model_loading_reports_progress_on_the_terminal(pytester):
+    pytester.makepyfile("def test_uses_model(model):\n    pass\n")
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(
+        ["pytest-ascend: loading * (float32) onto cpu ...", "pytest-ascend: loaded tiny: * M parameters*"]
+    )
+    result.assert_outcomes(passed=1)
