@@ -201,22 +201,15 @@ def check_fits(info: CheckpointInfo, dtype: str, free_bytes: Optional[int], devi
     )
 
 
-def load_model(
-    spec: str,
-    device: Any,
-    dtype: str,
-    *,
-    cache_dir: Path,
-    trust_remote_code: bool = False,
-    base_spec: Optional[str] = None,
-) -> tuple[Any, Any]:
+def load_model(spec: str, device: Any, dtype: str, **options: Any) -> tuple[Any, Any]:
     """Load (model, tokenizer) for `spec` onto `device` (a DeviceUnderTest) in `dtype`.
 
     The model is in eval mode; the tokenizer pads on the left (decoder-only batches must)
-    and always has a pad token.
+    and always has a pad token. `options` are those of `load_under_test` (cache_dir is
+    required), which does the work and also records what the load cost.
     """
-    path = resolve_model_dir(spec, cache_dir, base_spec)
-    return _load_dir(path, device, dtype, trust_remote_code)
+    loaded = load_under_test(spec, device, dtype, **options)
+    return loaded.model, loaded.tokenizer
 
 
 def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:

@@ -35,9 +35,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.choices) + "}"
         group.addoption(spec.flag, help=f"{spec.help} {sources}", **kwargs)
+        # default None, so an absent key is told apart from one set to false or empty
         parser.addini(
             spec.ini, f"{spec.help} ({spec.flag})", type="bool" if spec.is_flag else "string",
-            default=False if spec.is_flag else None,
+            default=None,
         )
 
 
@@ -56,19 +57,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    from pytest_ascend.session import SessionSetupError, plan_session
-
-    config = session.config
-    try:
-        config.stash[plan_key] = plan_session(config.stash[settings_key])
-    except SessionSetupError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    """Plan at once when the user configured pytest-ascend, so a bad option stops the session
+    before collection. Otherwise wait: an installed plugin stays inert (no torch import, no
+    device probing) in sessions that collect none of its tests."""
+    if session.config.stash[settings_key].sources:
+        _plan(session.config, announce=False)
 
 
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_ascend.session import skip_reason
 
-    plan = config.stash[plan_key]
+    if not any(_needs_plan(item) for item in items):
+        return
+    plan = _plan(config, announce=True)
     for item in items:
         slow = item.get_closest_marker("slow")
         reason = skip_reason(
@@ -86,6 +88,46 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     plan = config.stash.get(plan_key, None)
     return header_lines(plan) if plan is not None else []
+
+
+def _needs_plan(item: pytest.Item) -> bool:
+    return "ascend_plan" in getattr(item, "fixturenames", ()) or any(
+        item.get_closest_marker(name) is not None for name in MARKERS
+    )
+
+
+def _plan(config: pytest.Config, announce: bool) -> Any:
+    """The session plan, made on first need; a setup problem is a one-line usage error.
+
+    A plan made at session start reaches the report header; one made later (`announce`)
+    writes the same lines itself, since the header is printed by then.
+    """
+    from pytest_ascend.session import SessionSetupError, plan_session
+
+    if plan_key not in config.stash:
+        try:
+            config.stash[plan_key] = plan_session(config.stash[settings_key])
+        except SessionSetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if announce:
+            from pytest_ascend.reporting import header_lines
+
+            for line in header_lines(config.stash[plan_key]):
+                _write_line(config, line)
+    return config.stash[plan_key]
+
+
+def _write_line(config: pytest.Config, line: str) -> None:
+    """Straight to the terminal, past output capture (fixture setup runs captured)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 # Fixtures ------------------------------------------------------------------------------------
@@ -147,15 +189,8 @@ def ascend_env(npu_device: Any) -> dict:
 def _load(config: pytest.Config, plan: Any, spec: str) -> Any:
     from pytest_ascend.models import ModelLoadError, ModelSpecError, load_under_test
 
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-
     def progress(message: str) -> None:
-        """Straight to the terminal: fixture setup runs with output captured."""
-        if reporter is None or capture is None:
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"pytest-ascend: {message}")
+        _write_line(config, f"pytest-ascend: {message}")
 
     try:
         return load_under_test(

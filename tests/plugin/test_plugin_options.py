@@ -92,3 +92,11 @@ def test_model_loading_reports_progress_on_the_terminal(pytester):
         ["pytest-ascend: loading * (float32) onto cpu ...", "pytest-ascend: loaded tiny: * M parameters*"]
     )
     result.assert_outcomes(passed=1)
+
+
+def test_header_appears_when_collected_tests_need_the_device(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_ASCEND_CACHE")  # nothing configured: planned at collection
+    pytester.makepyfile("import pytest\n\n@pytest.mark.npu\ndef test_dev(npu_device):\n    pass\n")
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["pytest-ascend: device cpu (*) | dtype float32 (cpu default)*"])
+    result.assert_outcomes(passed=1)

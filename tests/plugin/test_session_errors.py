@@ -33,18 +33,33 @@ def fake_torch_npu(pytester, body):
     pkg.joinpath("__init__.py").write_text(textwrap.dedent(body))
 
 
-def test_broken_torch_npu_under_auto_is_an_error_not_a_cpu_run(pytester):
-    fake_torch_npu(
-        pytester,
-        """
-        raise ImportError("libascendcl.so: cannot open shared object file")
-        """,
-    )
-    pytester.makepyfile(TRIVIAL)
-    result = pytester.runpytest_subprocess()
+BROKEN_TORCH_NPU = """
+raise ImportError("libascendcl.so: cannot open shared object file")
+"""
+
+
+def test_broken_torch_npu_under_auto_is_an_error_not_a_cpu_run(pytester, monkeypatch):
+    """Plain `pytest -m npu` (no options at all) on a box whose CANN is broken."""
+    monkeypatch.delenv("PYTEST_ASCEND_CACHE")
+    fake_torch_npu(pytester, BROKEN_TORCH_NPU)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.npu\ndef test_dev(npu_device):\n    pass\n")
+    result = pytester.runpytest_subprocess("-m", "npu")
     assert_one_line_usage_error(
         result, "ERROR: torch_npu is installed but failed to initialise: ImportError: libascendcl.so*"
     )
+
+
+def test_plugin_is_inert_in_sessions_without_its_tests(pytester, monkeypatch):
+    """Installed plugins load in every project: one that collects no pytest-ascend test must
+    not import torch, probe devices or print a header, even where torch_npu is broken."""
+    monkeypatch.delenv("PYTEST_ASCEND_CACHE")
+    fake_torch_npu(pytester, BROKEN_TORCH_NPU)
+    pytester.makepyfile(
+        "import sys\n\ndef test_unrelated():\n    assert 'torch' not in sys.modules\n"
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert "pytest-ascend:" not in result.stdout.str()
 
 
 def test_torch_npu_without_visible_npu_under_auto_is_an_error(pytester):
