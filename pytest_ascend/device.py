@@ -3,11 +3,13 @@
 Every timing and memory figure the suite reports goes through this interface, so that a
 test written once measures the same thing on an Atlas box, a GPU server and a laptop.
 
-torch_npu mirrors `torch.cuda` under `torch.npu` (Ascend/pytorch, torch_npu/npu/__init__.py
+torch_npu mirrors `torch.cuda` under `torch.npu` (Ascend/pytorch: torch_npu/npu/__init__.py
 exports is_available, device_count, set_device, get_device_name, get_device_properties,
-synchronize, Event, memory_allocated, max_memory_allocated, memory_reserved,
-reset_peak_memory_stats, empty_cache, mem_get_info). The accelerator implementation below
-therefore takes the backend module as a parameter and calls only names both modules share.
+synchronize; torch_npu/npu/streams.py has Event(enable_timing=True) with record /
+synchronize / elapsed_time in milliseconds; torch_npu/npu/memory.py has memory_allocated,
+max_memory_allocated, memory_reserved, reset_peak_memory_stats, empty_cache). The
+accelerator implementation below therefore takes the backend module as a parameter and calls
+only names both modules share.
 `torch.accelerator.memory` would be the generic route, but it only exists from torch 2.9 and
 Ascend images pin older torch builds to match their torch_npu; the backend module works on
 every version this project supports.
@@ -177,9 +179,10 @@ class AcceleratorDevice(DeviceUnderTest):
         self.index = index
         self.torch_device = torch.device(kind, index)
         self.memory_source = f"{kind} caching allocator"
-        # torch_npu's get_device_name(i) reports the *current* device whatever i is (see
-        # shared/design.md); making index current first gives the right name on both
-        # backends and is what every later call on this device relies on.
+        # torch_npu's get_device_name(i) checks i but returns the SoC name of the *current*
+        # device (_npu_getDeviceName() takes no index, torch_npu/npu/__init__.py); making
+        # index current first gives the right name on both backends and is what every
+        # later call on this device relies on.
         backend.set_device(index)
         self.name = str(backend.get_device_name(index))
 
@@ -208,7 +211,7 @@ class AcceleratorDevice(DeviceUnderTest):
         b, i = self.backend, self.index
         if hasattr(b, "mem_get_info"):
             free, total = b.mem_get_info(i)
-        else:  # very old torch_npu builds lack mem_get_info
+        else:  # absent from the torch_npu 5.0.x releases (e.g. 2.1.0); added in 6.0.rc1
             free, total = None, b.get_device_properties(i).total_memory
         return MemorySnapshot(
             allocated=int(b.memory_allocated(i)),

@@ -5,6 +5,8 @@ arithmetic alone. Bounds are multiples of the dtype's unit roundoff u: rounding 
 alone costs ~0.6u (RMS, relative); accumulating 1024 products in the input precision instead
 of float32 would cost ~u*sqrt(1024) = 32u and fails the half-precision bounds; TF32/HF32
 silently used for float32 (u = 2^-11) fails the float32 bound by two orders of magnitude.
+(torch_npu leaves HF32 off for matmul by default, `torch.npu.matmul.allow_hf32 = False`,
+and on for convolutions; a box where float32 matmul fails here has had it switched on.)
 """
 
 import pytest
