@@ -84,13 +84,28 @@ def resolve_model_dir(
     tokenizer of whichever tiny recipe the main model uses.
     """
     if is_builtin_spec(spec):
-        try:
-            recipe = tiny.parse_spec(spec, base_spec)
-        except tiny.RecipeError as exc:
-            raise ModelSpecError(f"--ascend-model {spec}: {exc}") from None
+        recipe = _builtin_recipe(spec, "--ascend-model", base_spec)
         name = spec.split(":", 1)[0]
         return tiny.ensure_built(recipe, cache_dir, name=name, progress=progress)
     return inspect_checkpoint(spec).path
+
+
+def check_model_spec(
+    spec: str, option: str = "--ascend-model", base_spec: Optional[str] = None
+) -> Optional[CheckpointInfo]:
+    """Check a model option without loading anything: a built-in recipe must parse, a
+    checkpoint directory must pass `inspect_checkpoint` (whose facts are returned)."""
+    if is_builtin_spec(spec):
+        _builtin_recipe(spec, option, base_spec)
+        return None
+    return inspect_checkpoint(spec, option)
+
+
+def _builtin_recipe(spec: str, option: str, base_spec: Optional[str]) -> tiny.TinyRecipe:
+    try:
+        return tiny.parse_spec(spec, base_spec)
+    except tiny.RecipeError as exc:
+        raise ModelSpecError(f"{option} {spec}: {exc}") from None
 
 
 def inspect_checkpoint(spec: str, option: str = "--ascend-model") -> CheckpointInfo:

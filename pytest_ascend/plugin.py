@@ -8,6 +8,7 @@ at module level, so `pytest --help` stays fast.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -121,13 +122,9 @@ def _write_line(config: pytest.Config, line: str) -> None:
     """Straight to the terminal, past output capture (fixture setup runs captured)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
-    if capture is None:
-        reporter.write_line(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(line)
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture else nullcontext():
+            reporter.write_line(line)
 
 
 # Fixtures ------------------------------------------------------------------------------------

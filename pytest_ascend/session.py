@@ -68,26 +68,16 @@ def _resolve_device(choice: str) -> Any:
 
 
 def _check_models(plan: SessionPlan) -> None:
-    from pytest_ascend.models import ModelSpecError, check_fits, inspect_checkpoint
-    from pytest_ascend.settings import is_builtin_spec
-    from pytest_ascend.tiny import RecipeError, parse_spec
+    from pytest_ascend.models import ModelSpecError, check_fits, check_model_spec
 
     settings = plan.settings
-    checks: list[tuple[str, Optional[str]]] = [("--ascend-model", settings.model)]
-    checks.append(("--ascend-draft-model", settings.draft_model))
     try:
-        for option, spec in checks:
-            if spec is None:
-                continue
-            if is_builtin_spec(spec):
-                parse_spec(spec, settings.model)
-                continue
-            info = inspect_checkpoint(spec, option)
-            if plan.model_sensible_here and option == "--ascend-model":
-                free = plan.device.memory().free
-                check_fits(info, plan.dtype, free, str(plan.device.torch_device))
-    except RecipeError as exc:
-        raise SessionSetupError(f"{option} {spec}: {exc}") from exc
+        info = check_model_spec(settings.model, "--ascend-model")
+        if settings.draft_model is not None:
+            check_model_spec(settings.draft_model, "--ascend-draft-model", settings.model)
+        if info is not None and plan.model_sensible_here:
+            free = plan.device.memory().free
+            check_fits(info, plan.dtype, free, str(plan.device.torch_device))
     except ModelSpecError as exc:
         raise SessionSetupError(str(exc)) from exc
 

@@ -26,8 +26,7 @@ def test_matmul_matches_float64_reference(npu_device, dtype, record_property):
     b = torch.randn(N, N, generator=generator).to(dtype)
     reference = a.double() @ b.double()
 
-    result = (a.to(npu_device.torch_device) @ b.to(npu_device.torch_device)).cpu()
-    npu_device.synchronize()
+    result = (a.to(npu_device.torch_device) @ b.to(npu_device.torch_device)).cpu()  # waits
 
     assert result.dtype == dtype
     assert torch.isfinite(result).all(), f"{dtype} matmul produced inf/NaN"

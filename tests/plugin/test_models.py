@@ -3,6 +3,7 @@
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,8 +77,7 @@ def test_load_model_gives_eval_model_in_dtype_and_left_padding(checkpoint_dir, t
 
 
 def test_model_too_large_for_free_memory_is_refused():
-    info = CheckpointInfo(path=__import__("pathlib").Path("/models/Qwen2.5-14B"),
-                          model_type="qwen2", parameters=14_770_000_000)
+    info = CheckpointInfo(Path("/models/Qwen2.5-14B"), model_type="qwen2", parameters=14_770_000_000)
     with pytest.raises(ModelSpecError, match=r"need 27\.5 GiB but npu:0 has 24\.0 GiB free.*--tp 2"):
         check_fits(info, "float16", 24 * 2**30, "npu:0")
     check_fits(info, "float16", 40 * 2**30, "npu:0")  # fits: no error

@@ -1,6 +1,7 @@
 """Start-up errors: one line, a usage error, and never a green run that tested nothing."""
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -84,8 +85,6 @@ def test_missing_model_directory_is_a_usage_error_naming_the_path(pytester):
 
 
 def test_truncated_weights_are_caught_before_any_test(pytester, checkpoint_dir, tmp_path):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(checkpoint_dir, broken)
     weights = broken / "model.safetensors"
@@ -104,8 +103,6 @@ def test_bad_tiny_recipe_is_a_usage_error(pytester):
 def test_model_that_fails_to_load_fails_its_tests_in_one_line(pytester, checkpoint_dir, tmp_path):
     """A checkpoint that passes the file checks but does not load (weights of another shape):
     every test that needs it fails with the loader's one-line reason, no traceback storm."""
-    import shutil
-
     broken = tmp_path / "mismatched"
     shutil.copytree(checkpoint_dir, broken)
     config = json.loads((broken / "config.json").read_text())
