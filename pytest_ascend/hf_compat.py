@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import transformers
@@ -27,3 +28,22 @@ def quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def decode_kwarg_names(model: torch.nn.Module) -> tuple[str, str | None]:
+    """The forward keywords for the KV cache and for "logits of the last position only".
+
+    5.x calls the cache `cache=` (`past_key_values=` is deprecated); 4.x knows only
+    `past_key_values=`. `logits_to_keep` (4.50+) was `num_logits_to_keep` (4.45-4.49); both
+    are what `generate` passes so the vocabulary projection runs for one position.
+    """
+    params = inspect.signature(model.forward).parameters
+    cache = "cache" if "cache" in params else "past_key_values"
+    keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+    return cache, keep
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned (`.cache` in 5.x, `.past_key_values` in 4.x)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

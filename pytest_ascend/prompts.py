@@ -5,6 +5,7 @@ Kept in one place so the compat, perf and feature suites measure the same reques
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_ascend.tiny import corpus_text
@@ -36,3 +37,24 @@ def long_prompt_ids(tokenizer: Any, n_tokens: int) -> list[int]:
         raise ValueError("the tokenizer produced no tokens for the corpus")
     repeats = -(-n_tokens // len(piece))
     return (piece * repeats)[:n_tokens]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One of the seed's request types: its prompts (keys of SEED_PROMPTS) and answer length."""
+
+    name: str
+    prompt_keys: tuple[str, ...]
+    max_new_tokens: int
+
+    def chat_prompts(self, tokenizer: Any) -> list[str]:
+        return [chat_prompt(tokenizer, SEED_PROMPTS[key]) for key in self.prompt_keys]
+
+
+# The four workloads the seed timed on the Atlas box, with answer lengths typical of each.
+SEED_WORKLOADS: tuple[Workload, ...] = (
+    Workload("short_qa", ("qa_ai", "qa_capital"), 64),
+    Workload("code_generation", ("code_fibonacci",), 128),
+    Workload("translation", ("translate_zh_en", "translate_en_zh"), 64),
+    Workload("long_continuation", ("long_continuation",), 256),
+)
