@@ -1,0 +1,286 @@
+"""How far a measured generation is from what the hardware allows.
+
+Decode reads every weight and the whole KV cache once per step, so its floor is bytes /
+bandwidth; prefill is dense matrix multiplication, so its floor is FLOPs / matmul rate. Both
+limits are *measured* once per session on the device under test (a large device-to-device
+copy; a large matmul in the model's dtype) rather than taken from a datasheet: the Ascend
+figures in circulation are not from one, and a fraction of a number nobody measured says
+nothing. The datasheet figures below are reported next to the measured ones as a sanity
+check of the measurement itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from pytest_ascend.hf_compat import TORCH_DTYPES
+from pytest_ascend.stats import median
+
+
+@dataclass(frozen=True)
+class DatasheetPeak:
+    """A device's published peak figures: dense (no sparsity), per dtype, with their source.
+
+    `official` is True only for figures from the vendor's own datasheet; the suite asserts
+    that a measurement does not exceed an official figure, and only reports the others.
+    """
+
+    model: str
+    bandwidth_gb_s: float
+    tflops: dict[str, Optional[float]]
+    source: str
+    official: bool
+
+
+_NVIDIA_H100 = "NVIDIA H100 Tensor Core GPU datasheet (2023), dense figures (sparsity halves them)"
+_NVIDIA_H200 = "NVIDIA H200 Tensor Core GPU datasheet / product page (2024), dense figures"
+_ASCEND_UNOFFICIAL = (
+    "third-party reports; Huawei publishes no per-SKU datasheet for 910B "
+    "(shared/design.md: measure, don't trust)"
+)
+
+# Matched against DeviceUnderTest.name in order; the first pattern that matches wins.
+# float32 on CUDA is the non-tensor-core rate: torch leaves TF32 matmul off by default.
+DATASHEET_PEAKS: tuple[tuple[str, DatasheetPeak], ...] = (
+    (r"H100.*PCIe", DatasheetPeak("H100 PCIe", 2000, {"float16": 756, "bfloat16": 756,
+                                                       "float32": 51}, _NVIDIA_H100, True)),
+    (r"H100 NVL", DatasheetPeak("H100 NVL", 3900, {"float16": 835, "bfloat16": 835,
+                                                    "float32": 60}, _NVIDIA_H100, True)),
+    (r"H100", DatasheetPeak("H100 SXM5", 3350, {"float16": 989, "bfloat16": 989,
+                                                "float32": 67}, _NVIDIA_H100, True)),
+    (r"H200 NVL", DatasheetPeak("H200 NVL", 4800, {"float16": 835, "bfloat16": 835,
+                                                    "float32": 60}, _NVIDIA_H200, True)),
+    (r"H200", DatasheetPeak("H200 SXM", 4800, {"float16": 989, "bfloat16": 989,
+                                               "float32": 67}, _NVIDIA_H200, True)),
+    # Ascend 910 (910A): 256 TFLOPS FP16 from Huawei's launch (Aug 2019, Hot Chips 31);
+    # 32 GB HBM2 at ~1.2 TB/s as commonly cited. No bf16 on this generation.
+    (r"Ascend\s*910(Pro|Premium)?A|Ascend\s*910$", DatasheetPeak(
+        "Ascend 910A", 1200, {"float16": 256, "bfloat16": None, "float32": None},
+        "Huawei Ascend 910 launch (2019) and third-party reports", False)),
+    (r"Ascend\s*910B4", DatasheetPeak(
+        "Ascend 910B4", 800, {"float16": 280, "bfloat16": 280, "float32": None},
+        _ASCEND_UNOFFICIAL, False)),
+    (r"Ascend\s*910B3", DatasheetPeak(
+        "Ascend 910B3", 1600, {"float16": 313, "bfloat16": 313, "float32": None},
+        _ASCEND_UNOFFICIAL, False)),
+    (r"Ascend\s*910B", DatasheetPeak(
+        "Ascend 910B1/B2", 1600, {"float16": 376, "bfloat16": 376, "float32": None},
+        _ASCEND_UNOFFICIAL, False)),
+)
+
+
+def datasheet_peak(device_name: str) -> Optional[DatasheetPeak]:
+    for pattern, peak in DATASHEET_PEAKS:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return peak
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """The device's measured copy bandwidth and matmul rate, and the datasheet's, if known."""
+
+    device_name: str
+    dtype: str
+    bandwidth_bytes_per_s: float  # (bytes read + bytes written) / time of a large copy
+    matmul_flops_per_s: float  # 2 n^3 / time of an n x n matmul in `dtype`
+    copy_bytes: int
+    matmul_size: int
+    datasheet: Optional[DatasheetPeak]
+
+    @property
+    def datasheet_bandwidth_bytes_per_s(self) -> Optional[float]:
+        return None if self.datasheet is None else self.datasheet.bandwidth_gb_s * 1e9
+
+    @property
+    def datasheet_flops_per_s(self) -> Optional[float]:
+        tflops = None if self.datasheet is None else self.datasheet.tflops.get(self.dtype)
+        return None if tflops is None else tflops * 1e12
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready: measured and datasheet figures side by side, in GB/s and TFLOP/s."""
+        bw_sheet, flops_sheet = self.datasheet_bandwidth_bytes_per_s, self.datasheet_flops_per_s
+        return {
+            "dtype": self.dtype,
+            "bandwidth_gb_s": self.bandwidth_bytes_per_s / 1e9,
+            "matmul_tflops": self.matmul_flops_per_s / 1e12,
+            "copy_bytes": self.copy_bytes,
+            "matmul_size": self.matmul_size,
+            "datasheet": None if self.datasheet is None else asdict(self.datasheet),
+            "bandwidth_vs_datasheet": None if bw_sheet is None
+            else self.bandwidth_bytes_per_s / bw_sheet,
+            "matmul_vs_datasheet": None if flops_sheet is None
+            else self.matmul_flops_per_s / flops_sheet,
+        }
+
+
+class TimedKernel:
+    """One device operation that does known work, timed per call on the device.
+
+    `run_once()` is what a benchmark round calls; `rate()` is work per second at the
+    median of the calls made so far.
+    """
+
+    def __init__(self, device: Any, operation: Callable[[], Any], work: float) -> None:
+        self.device = device
+        self.operation = operation
+        self.work = work
+        self.times_ms: list[float] = []
+
+    def warm_up(self) -> None:
+        """First calls pay for page faults, allocator growth and kernel selection."""
+        self.operation()
+        self.device.synchronize()
+
+    def run_once(self) -> float:
+        with self.device.timer() as t:
+            self.operation()
+        self.times_ms.append(t.elapsed_ms)
+        return t.elapsed_ms
+
+    def rate(self) -> float:
+        return self.work / (median(self.times_ms) / 1e3)
+
+
+def copy_kernel(device: Any, nbytes: int) -> TimedKernel:
+    """`dst.copy_(src)` of `nbytes`; its work is bytes read + bytes written (2 * nbytes).
+
+    The buffers should be far larger than any cache, so the rate is memory bandwidth.
+    """
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device.torch_device).uniform_()
+    dst = torch.empty_like(src)
+    return TimedKernel(device, lambda: dst.copy_(src), 2 * src.numel() * src.element_size())
+
+
+def matmul_kernel(device: Any, dtype: str, size: int) -> TimedKernel:
+    """An n x n by n x n matmul in `dtype`; its work is 2 n^3 FLOPs."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a, b = (
+        torch.randn(size, size, generator=gen).to(device.torch_device, TORCH_DTYPES[dtype])
+        for _ in range(2)
+    )
+    return TimedKernel(device, lambda: torch.matmul(a, b), 2 * size**3)
+
+
+def measure_device_limits(device: Any, dtype: str, repeats: int = 10) -> DeviceLimits:
+    """Measure both limits with sizes fitted to the device (see `limit_sizes`)."""
+    copy_bytes, matmul_size = limit_sizes(device, dtype)
+    rates = []
+    with torch.inference_mode():
+        for kernel in (copy_kernel(device, copy_bytes), matmul_kernel(device, dtype, matmul_size)):
+            kernel.warm_up()
+            for _ in range(repeats):
+                kernel.run_once()
+            rates.append(kernel.rate())
+    device.empty_cache()
+    return DeviceLimits(
+        device_name=device.name, dtype=dtype, bandwidth_bytes_per_s=rates[0],
+        matmul_flops_per_s=rates[1], copy_bytes=copy_bytes, matmul_size=matmul_size,
+        datasheet=datasheet_peak(device.name),
+    )
+
+
+def limit_sizes(device: Any, dtype: str) -> tuple[int, int]:
+    """Copy bytes and matmul size: large enough to reach the device's steady rate.
+
+    Accelerators: 1 GiB copies (far beyond any on-chip cache; capped at 1/8 of free memory)
+    and 8192^3 matmuls (~1 ms at 1 PFLOP/s). CPU: 256 MiB copies (beyond any L3) and a
+    matmul sized to take tens of milliseconds (float16 on a CPU is emulated and ~100x
+    slower than float32).
+    """
+    if device.is_accelerator:
+        free = device.memory().free
+        copy_bytes = 1 << 30 if free is None else min(1 << 30, free // 8)
+        return copy_bytes, 8192
+    return 256 << 20, 1024 if dtype == "float32" else 256
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What one forward of a decoder-only model reads and computes, from its modules."""
+
+    weight_bytes_per_step: int  # every weight a decode step reads (not the embedding table)
+    kv_bytes_per_token: int  # K and V of one position, all layers, one sequence
+    linear_params: int  # weights of all matmul layers, the vocabulary projection included
+    vocab_params: int  # the vocabulary projection's weights alone
+    attention_width: int  # layers * attention heads * head dim
+
+    def decode_bytes(self, batch_size: int, context: int) -> int:
+        """Bytes one decode step reads with `context` positions in each sequence's cache."""
+        return self.weight_bytes_per_step + self.kv_bytes_per_token * batch_size * context
+
+    def prefill_flops(self, batch_size: int, prompt_len: int) -> float:
+        """Matmul FLOPs of a prefill that keeps the logits of the last position only:
+        2 per weight per token in the projections, 2 per vocabulary weight per sequence, and
+        causal attention's QK^T and AV (2 * 2 * s^2 * width, halved by the causal mask)."""
+        tokens = batch_size * prompt_len
+        projections = 2 * (self.linear_params - self.vocab_params) * tokens
+        vocabulary = 2 * self.vocab_params * batch_size
+        attention = 2 * self.attention_width * batch_size * prompt_len**2
+        return float(projections + vocabulary + attention)
+
+
+def model_cost(model: Any) -> ModelCost:
+    """Read the cost figures off a loaded transformers causal LM."""
+    config = model.config
+    params = list(model.parameters())
+    element = params[0].element_size()
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    tied = embedding.data_ptr() == head.data_ptr()
+    total_bytes = sum(p.numel() * p.element_size() for p in params)
+    untied_embedding = 0 if tied else embedding.numel() * embedding.element_size()
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    if not isinstance(model.get_output_embeddings(), torch.nn.Linear):
+        linear += head.numel()
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    layers = config.num_hidden_layers
+    return ModelCost(
+        weight_bytes_per_step=total_bytes - untied_embedding,
+        kv_bytes_per_token=2 * layers * kv_heads * head_dim * element,
+        linear_params=linear,
+        vocab_params=head.numel(),
+        attention_width=layers * heads * head_dim,
+    )
+
+
+def decode_roofline_fraction(cost: ModelCost, limits: DeviceLimits, run: Any) -> float:
+    """Bytes-bound time of a run's decode steps over their measured time (1.0 = at the limit).
+
+    Step i (1-based) attends over the padded prompt plus i generated positions.
+    """
+    ideal_s = sum(
+        cost.decode_bytes(run.batch_size, run.context_tokens + step)
+        for step in range(1, len(run.itl_ms) + 1)
+    ) / limits.bandwidth_bytes_per_s
+    return ideal_s / (run.decode_ms / 1e3)
+
+
+def prefill_roofline_fraction(cost: ModelCost, limits: DeviceLimits, run: Any) -> float:
+    """Achieved prefill FLOP/s (over the padded batch) as a fraction of the measured matmul rate."""
+    achieved = cost.prefill_flops(run.batch_size, run.context_tokens) / (run.ttft_ms / 1e3)
+    return achieved / limits.matmul_flops_per_s
+
+
+def roofline_metrics(cost: ModelCost, limits: DeviceLimits, runs: list) -> dict[str, float]:
+    """Medians over runs, under the names benchmark extra_info uses."""
+    decode = [decode_roofline_fraction(cost, limits, r) for r in runs if r.itl_ms]
+    prefill = [prefill_roofline_fraction(cost, limits, r) for r in runs]
+    out = {
+        "prefill_roofline_fraction": median(prefill),
+        "prefill_tflops": median(
+            cost.prefill_flops(r.batch_size, r.context_tokens) / r.ttft_ms / 1e9 for r in runs
+        ),
+    }
+    if decode:
+        out["roofline_fraction"] = median(decode)
+        out["decode_bandwidth_gb_s"] = median(
+            d * limits.bandwidth_bytes_per_s / 1e9 for d in decode
+        )
+    return out
