@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pytest_ascend import tiny
-from pytest_ascend.settings import is_builtin_spec
+from pytest_ascend.settings import default_cache_dir, is_builtin_spec
 
 # Bytes per element of the safetensors dtypes a causal LM checkpoint holds.
 _SAFETENSORS_DTYPE_BYTES = {
@@ -220,8 +220,9 @@ def load_model(spec: str, device: Any, dtype: str, **options: Any) -> tuple[Any,
     """Load (model, tokenizer) for `spec` onto `device` (a DeviceUnderTest) in `dtype`.
 
     The model is in eval mode; the tokenizer pads on the left (decoder-only batches must)
-    and always has a pad token. `options` are those of `load_under_test` (cache_dir is
-    required), which does the work and also records what the load cost.
+    and always has a pad token. `options` are those of `load_under_test` (built-in models
+    are built into `cache_dir`, by default the user cache), which does the work and also
+    records what the load cost.
     """
     loaded = load_under_test(spec, device, dtype, **options)
     return loaded.model, loaded.tokenizer
@@ -265,7 +266,7 @@ def load_under_test(
     device: Any,
     dtype: str,
     *,
-    cache_dir: Path,
+    cache_dir: Optional[Path] = None,
     trust_remote_code: bool = False,
     base_spec: Optional[str] = None,
     progress: Progress = _silent,
@@ -275,7 +276,7 @@ def load_under_test(
     `progress` receives a line before and after: loading a 14B checkpoint takes minutes and
     must not look like a hang.
     """
-    path = resolve_model_dir(spec, cache_dir, base_spec, progress)
+    path = resolve_model_dir(spec, cache_dir or default_cache_dir(), base_spec, progress)
     progress(f"loading {path} ({dtype}) onto {device.torch_device} ...")
     device.empty_cache()
     device.synchronize()

@@ -9,7 +9,7 @@ at module level, so `pytest --help` stays fast.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -24,6 +24,9 @@ MARKERS = {
 
 settings_key = pytest.StashKey[AscendSettings]()
 plan_key = pytest.StashKey[Any]()  # session.SessionPlan, imported lazily with torch
+model_key = pytest.StashKey[Any]()  # models.ModelUnderTest, once a test loaded it
+limits_key = pytest.StashKey[Any]()  # roofline.DeviceLimits, once a test measured them
+environment_key = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+    config.pluginmanager.register(JsonReportEnvironment(config), "ascend-json-report")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -91,6 +97,68 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return header_lines(plan) if plan is not None else []
 
 
+# Reports ------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """pytest-benchmark asks at session end, when saving: the run's `ascend` block."""
+    block = _ascend_block(config)
+    if block is not None:
+        machine_info["ascend"] = block
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Optional[dict]:
+    """A benchmarked test's metrics (its `benchmark.extra_info`) as its JSON-report metadata."""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if call.when != "call" or fixture is None or not fixture.extra_info:
+        return None
+    return dict(fixture.extra_info)
+
+
+class JsonReportEnvironment:
+    """pytest-json-report 1.5 with pytest-metadata 3 writes `"environment": {}`; fill it with
+    pytest-metadata's facts and the `ascend` block (a class, since the hook gets no config)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict) -> None:
+        environment = dict(json_report.get("environment") or {})
+        try:
+            from pytest_metadata.plugin import metadata_key
+
+            environment.update(self.config.stash.get(metadata_key, {}))
+        except ImportError:
+            pass
+        block = _ascend_block(self.config)
+        if block is not None:
+            environment["ascend"] = block
+        json_report["environment"] = environment
+
+
+def _ascend_block(config: pytest.Config) -> Optional[dict]:
+    from pytest_ascend.reporting import ascend_block
+
+    plan = config.stash.get(plan_key, None)
+    if plan is None:
+        return None
+    return ascend_block(
+        plan, _environment(config, plan.device), config.stash.get(model_key, None),
+        config.stash.get(limits_key, None),
+    )
+
+
+def _environment(config: pytest.Config, device: Any) -> dict:
+    if environment_key not in config.stash:
+        from pytest_ascend.environment import gather_environment
+
+        config.stash[environment_key] = gather_environment(device)
+    return config.stash[environment_key]
+
+
 def _needs_plan(item: pytest.Item) -> bool:
     return "ascend_plan" in getattr(item, "fixturenames", ()) or any(
         item.get_closest_marker(name) is not None for name in MARKERS
@@ -119,12 +187,16 @@ def _plan(config: pytest.Config, announce: bool) -> Any:
 
 
 def _write_line(config: pytest.Config, line: str) -> None:
-    """Straight to the terminal, past output capture (fixture setup runs captured)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    """Straight to the terminal on a line of its own, past output capture (fixtures and tests
+    run captured)."""
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        return
+    writer = config.get_terminal_writer()
     capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None:
-        with capture.global_and_fixture_disabled() if capture else nullcontext():
-            reporter.write_line(line)
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        if writer.width_of_current_line:  # mid-way through a row of progress dots
+            writer.line()
+        writer.line(line)
 
 
 # Fixtures ------------------------------------------------------------------------------------
@@ -151,7 +223,9 @@ def npu_device(ascend_plan: Any) -> Any:
 @pytest.fixture(scope="session")
 def model_under_test(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
-    return _load(pytestconfig, ascend_plan, ascend_plan.settings.model)
+    loaded = _load(pytestconfig, ascend_plan, ascend_plan.settings.model)
+    pytestconfig.stash[model_key] = loaded
+    return loaded
 
 
 @pytest.fixture(scope="session")
@@ -176,11 +250,30 @@ def draft_model(ascend_plan: Any, model_under_test: Any, pytestconfig: pytest.Co
 
 
 @pytest.fixture(scope="session")
-def ascend_env(npu_device: Any) -> dict:
+def ascend_env(npu_device: Any, pytestconfig: pytest.Config) -> dict:
     """Versions and hardware facts of this run; every key present, None when unknown."""
-    from pytest_ascend.environment import gather_environment
+    return _environment(pytestconfig, npu_device)
 
-    return gather_environment(npu_device)
+
+@pytest.fixture(scope="session")
+def device_limits(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
+    """The device's copy bandwidth and matmul rate in the session dtype (roofline.DeviceLimits),
+    measured once per session (the roofline the perf suite's fractions refer to)."""
+    from pytest_ascend.reporting import limits_line
+    from pytest_ascend.roofline import measure_device_limits
+
+    _write_line(pytestconfig, "pytest-ascend: measuring device copy bandwidth and matmul rate")
+    limits = measure_device_limits(ascend_plan.device, ascend_plan.dtype)
+    pytestconfig.stash[limits_key] = limits
+    _write_line(pytestconfig, f"pytest-ascend: {limits_line(limits)}")
+    return limits
+
+
+@pytest.fixture(scope="session")
+def ascend_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """`ascend_progress(message)` writes one line to the terminal now, even under capture:
+    long measurements report each configuration as it finishes."""
+    return lambda message: _write_line(pytestconfig, f"pytest-ascend: {message}")
 
 
 def _load(config: pytest.Config, plan: Any, spec: str) -> Any:

@@ -1,11 +1,24 @@
-"""What a run says about itself: the report header (and, later, benchmark machine_info and
-JSON-report metadata), built from the session plan and the environment facts."""
+"""What a run says about itself: the report header, the `ascend` block that pytest-benchmark's
+machine_info and the JSON report's environment carry, and the one-line progress summaries.
+
+A benchmark number is only comparable with one taken on the same stack, and pytest-benchmark's
+own machine_info knows nothing of accelerators, CANN or the model; the `ascend` block is what
+lets a history group runs by CANN version and keep smoke runs apart from hardware results.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from pytest_ascend.environment import cann_version, package_version
+
+# Environment facts copied into the block, under the same names as in gather_environment.
+_ENVIRONMENT_KEYS = (
+    "device_kind", "device_name", "device_count", "device_memory_total", "npu_chip",
+    "npu_hbm_total_mb", "npu_jit_compile", "cann", "driver", "firmware", "cuda", "cuda_driver",
+    "torch", "torch_npu", "transformers", "tokenizers", "sglang", "pytest_ascend", "python",
+    "env_vars",
+)
 
 
 def header_lines(plan: Any) -> list[str]:
@@ -30,3 +43,55 @@ def header_lines(plan: Any) -> list[str]:
         f"dtype {plan.dtype} ({plan.dtype_source}) | model {model} | draft {draft}",
         f"pytest-ascend: {versions}",
     ]
+
+
+def ascend_block(
+    plan: Any, environment: dict[str, Any], model: Optional[Any], limits: Optional[Any]
+) -> dict[str, Any]:
+    """The run's provenance: device, stack versions, model, dtype, smoke flag, device limits.
+
+    `model` is the loaded ModelUnderTest (None when no test loaded it: then only the spec is
+    known); `limits` the measured DeviceLimits (None when no test needed them).
+    """
+    block = {key: environment.get(key) for key in _ENVIRONMENT_KEYS}
+    block.update(
+        model=model.name if model is not None else plan.settings.model,
+        model_path=str(model.path) if model is not None else None,
+        parameters=model.parameters if model is not None else None,
+        weight_bytes=model.weight_bytes if model is not None else None,
+        dtype=plan.dtype,
+        smoke=plan.smoke,
+        device_limits=limits.report() if limits is not None else None,
+    )
+    return block
+
+
+def generation_line(label: str, metrics: dict[str, Any], seconds: float) -> str:
+    """One progress line for a measured configuration: its headline figures and duration."""
+    parts = [f"{label}: TTFT {_num(metrics.get('ttft_ms'))} ms",
+             f"TPOT {_num(metrics.get('tpot_ms'))} ms",
+             f"{_num(metrics.get('throughput_tokens_per_s'))} tok/s"]
+    if metrics.get("roofline_fraction") is not None:
+        parts.append(f"roofline {metrics['roofline_fraction']:.2f}")
+    requests = metrics.get("requests")
+    plural = "" if requests == 1 else "s"
+    return ", ".join(parts) + f" ({requests} request{plural}, {seconds:.1f} s)"
+
+
+def limits_line(limits: Any) -> str:
+    report = limits.report()
+    line = (f"device limits: copy {report['bandwidth_gb_s']:.1f} GB/s, "
+            f"{limits.dtype} matmul {report['matmul_tflops']:.2f} TFLOP/s")
+    sheet = report["datasheet"]
+    if sheet is None:
+        return line + " (no datasheet figures for this device)"
+    ratios = [f"{name} {value:.0%}" for name, value in (
+        ("copy", report["bandwidth_vs_datasheet"]), ("matmul", report["matmul_vs_datasheet"]))
+        if value is not None]
+    return line + f" ({', '.join(ratios) or 'no figures'} of {sheet['model']} datasheet)"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
