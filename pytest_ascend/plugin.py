@@ -1,7 +1,7 @@
 """pytest-ascend's pytest wiring: options, markers and their gating, the header, fixtures.
 
 Read top-down: options -> configure (settings) -> session start (device, dtype, model
-checks) -> collection (gating) -> header -> fixtures. Everything that decides or measures
+checks) -> collection (gating) -> header -> reports -> fixtures. Everything that decides or measures
 lives in modules that know nothing of pytest; this one only connects them. No torch import
 at module level, so `pytest --help` stays fast.
 """
@@ -27,6 +27,7 @@ plan_key = pytest.StashKey[Any]()  # session.SessionPlan, imported lazily with t
 model_key = pytest.StashKey[Any]()  # models.ModelUnderTest, once a test loaded it
 limits_key = pytest.StashKey[Any]()  # roofline.DeviceLimits, once a test measured them
 environment_key = pytest.StashKey[dict]()
+results_log_key = pytest.StashKey[Any]()  # results_log.ResultsLog, with --ascend-results-log
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,8 +68,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Plan at once when the user configured pytest-ascend, so a bad option stops the session
     before collection. Otherwise wait: an installed plugin stays inert (no torch import, no
     device probing) in sessions that collect none of its tests."""
-    if session.config.stash[settings_key].sources:
+    settings = session.config.stash[settings_key]
+    if settings.sources:
         _plan(session.config, announce=False)
+    if settings.results_log is not None:
+        _open_results_log(session.config, settings.results_log)
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselection
@@ -110,11 +114,63 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Optional[dict]:
-    """A benchmarked test's metrics (its `benchmark.extra_info`) as its JSON-report metadata."""
+    """A benchmarked test's metrics as its JSON-report metadata."""
+    return _test_metrics(item) if call.when == "call" else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Each finished test (and any setup/teardown that did not pass) into the results log."""
+    report = yield
+    log = item.config.stash.get(results_log_key, None)
+    if log is not None and (report.when == "call" or not report.passed):
+        log.write(
+            "test", nodeid=report.nodeid, when=report.when, outcome=report.outcome,
+            duration_s=report.duration, message=_outcome_message(report),
+            metrics=_test_metrics(item) if report.when == "call" else None,
+        )
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    log = session.config.stash.get(results_log_key, None)
+    if log is not None:
+        log.write("session_end", exitstatus=int(exitstatus), ascend=_ascend_block(session.config))
+        log.close()
+
+
+def _open_results_log(config: pytest.Config, path: Any) -> None:
+    from pytest_ascend.results_log import ResultsLog
+
+    try:
+        log = ResultsLog(path)
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"--ascend-results-log {path}: cannot append to it ({exc.strerror}); give a "
+            f"writable path"
+        ) from None
+    config.stash[results_log_key] = log
+    log.write("session_start", args=list(config.invocation_params.args),
+              ascend=_ascend_block(config))
+
+
+def _test_metrics(item: pytest.Item) -> Optional[dict]:
+    """What a benchmarked test measured: its `benchmark.extra_info`."""
     fixture = getattr(item, "funcargs", {}).get("benchmark")
-    if call.when != "call" or fixture is None or not fixture.extra_info:
+    return dict(fixture.extra_info) if fixture is not None and fixture.extra_info else None
+
+
+def _outcome_message(report: pytest.TestReport) -> Optional[str]:
+    """The skip reason, or the exception line of a failure."""
+    if report.passed:
         return None
-    return dict(fixture.extra_info)
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2])
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    lines = report.longreprtext.strip().splitlines()
+    return lines[-1] if lines else None
 
 
 class JsonReportEnvironment:

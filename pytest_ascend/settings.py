@@ -101,6 +101,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "directory for the built-in models (default: $XDG_CACHE_HOME/pytest-ascend)",
         metavar="DIR",
     ),
+    OptionSpec(
+        "results_log",
+        "--ascend-results-log",
+        "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
+        "at once, so a crash or a kill mid-run keeps every finished result",
+        metavar="PATH",
+    ),
 )
 
 
@@ -115,6 +122,7 @@ class AscendSettings:
     trust_remote_code: bool = False
     run_slow: bool = False
     cache: Path = field(default_factory=lambda: default_cache_dir())
+    results_log: Optional[Path] = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -174,7 +182,7 @@ def resolve_settings(
             f"pairs with the built-in model; give a draft checkpoint that shares the tokenizer "
             f"of {model}, or 'none'"
         )
-    cache = values.get("cache")
+    cache, results_log = values.get("cache"), values.get("results_log")
     return AscendSettings(
         device=str(values.get("device", "auto")),
         model=model,
@@ -183,6 +191,7 @@ def resolve_settings(
         trust_remote_code=bool(values.get("trust_remote_code", False)),
         run_slow=bool(values.get("run_slow", False)),
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
+        results_log=Path(str(results_log)).expanduser() if results_log else None,
         sources=sources,
     )
 

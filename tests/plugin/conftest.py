@@ -1,9 +1,15 @@
-"""Fixtures for the plugin's own tests: a clean environment and one shared model cache."""
+"""Fixtures for the plugin's own tests: a clean environment and one shared model cache.
+
+torch is imported here, once, for the whole process: pytester's in-process runs remove the
+modules an inner run imported, and a second import of torch's C extension in one process
+fails (SystemError, or a segfault later).
+"""
 
 import os
 import shutil
 
 import pytest
+import torch  # noqa: F401  (see below)
 
 from pytest_ascend.tiny import TinyRecipe, ensure_built
 

@@ -1,0 +1,63 @@
+"""--ascend-results-log: every finished test is on disk before the next starts, so a run
+killed mid-way keeps what it measured; an existing log is appended to, never replaced."""
+
+import json
+
+from pytest_ascend.results_log import read_results_log
+
+CRASHING_SUITE = """
+import os
+import pytest
+
+def test_measured(benchmark):
+    benchmark.pedantic(sum, args=([1, 2],), rounds=2, iterations=1)
+    benchmark.extra_info["tpot_ms"] = 12.5
+
+def test_wrong():
+    assert 1 == 2
+
+def test_not_here():
+    pytest.skip("needs --run-slow")
+
+def test_hard_crash():
+    os._exit(3)  # what a native-code abort or the OOM killer looks like to pytest
+
+def test_never_reached():
+    pass
+"""
+
+
+def test_finished_results_survive_a_hard_crash(pytester):
+    pytester.makepyfile(CRASHING_SUITE)
+    result = pytester.runpytest_subprocess("--ascend-results-log", "run.jsonl", "-p",
+                                           "no:cacheprovider")
+    assert result.ret == 3
+    records = read_results_log(pytester.path / "run.jsonl")
+    assert [r["type"] for r in records] == ["session_start", "test", "test", "test"]
+    assert records[0]["ascend"]["smoke"] is True
+    measured, wrong, skipped = records[1:]
+    assert measured["outcome"] == "passed" and measured["metrics"] == {"tpot_ms": 12.5}
+    assert wrong["outcome"] == "failed" and "assert 1 == 2" in wrong["message"]
+    assert skipped["outcome"] == "skipped" and "--run-slow" in skipped["message"]
+
+
+def test_an_existing_log_is_appended_to(pytester):
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    for _ in range(2):
+        pytester.runpytest("--ascend-results-log", "run.jsonl").assert_outcomes(passed=1)
+    kinds = [r["type"] for r in read_results_log(pytester.path / "run.jsonl")]
+    assert kinds == ["session_start", "test", "session_end"] * 2
+
+
+def test_unwritable_log_is_a_one_line_usage_error(pytester):
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest("--ascend-results-log", "/proc/no-such-dir/run.jsonl")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--ascend-results-log /proc/no-such-dir/run.jsonl: cannot "
+                                 "append to it*writable path*"])
+
+
+def test_a_line_cut_short_by_a_kill_is_left_out(tmp_path):
+    log = tmp_path / "run.jsonl"
+    log.write_text(json.dumps({"type": "test", "outcome": "passed"}) + "\n" + '{"type": "te')
+    assert read_results_log(log) == [{"type": "test", "outcome": "passed"}]
