@@ -5,6 +5,7 @@ import pytest
 
 from pytest_ascend.measure import GenerationMeasurer, bare_decode_ms
 from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.roofline import roofline_metrics
 from pytest_ascend.stats import median
 
 pytestmark = pytest.mark.npu
@@ -14,8 +15,8 @@ ROUNDS = 7
 MAX_OVERHEAD = 0.03
 
 
-def test_harness_overhead_within_3_percent(benchmark, model, tokenizer, npu_device,
-                                           ascend_progress):
+def test_harness_overhead_within_3_percent(benchmark, device_limits, model, tokenizer,
+                                           npu_device, decoder_cost, ascend_progress):
     prompt = chat_prompt(tokenizer, SEED_PROMPTS["qa_ai"])
     measurer = GenerationMeasurer(model, tokenizer, [prompt], max_new_tokens=STEPS + 1,
                                   device=npu_device)
@@ -32,9 +33,11 @@ def test_harness_overhead_within_3_percent(benchmark, model, tokenizer, npu_devi
     suite = median(gap for run in measurer.result.runs for gap in run.itl_ms)
     reference = median(bare)
     overhead = suite / reference - 1
+    benchmark.extra_info.update(measurer.result.summary().metrics())
+    benchmark.extra_info.update(roofline_metrics(decoder_cost, device_limits,
+                                                 measurer.result.runs))
     benchmark.extra_info.update(
-        suite_step_p50_ms=suite, bare_step_p50_ms=reference, harness_overhead=overhead,
-        batch_size=1, output_tokens=STEPS + 1,
+        suite_step_p50_ms=suite, bare_step_p50_ms=reference, harness_overhead=overhead
     )
     ascend_progress(f"harness overhead: suite step {suite:.3f} ms vs bare loop "
                     f"{reference:.3f} ms ({overhead:+.1%})")

@@ -36,3 +36,12 @@ def checkpoint_dir(shared_cache, tmp_path_factory):
     target = tmp_path_factory.mktemp("checkpoint") / "Tiny-Qwen2-Checkpoint"
     shutil.copytree(built, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny(shared_cache):
+    """The built-in tiny model loaded on the CPU in float32 (models.ModelUnderTest)."""
+    from pytest_ascend.device import CpuDevice
+    from pytest_ascend.models import load_under_test
+
+    return load_under_test("tiny", CpuDevice(), "float32", cache_dir=shared_cache)

@@ -17,14 +17,8 @@ from pytest_ascend.measure import (
     consistency_problems,
     measure_generation,
 )
-from pytest_ascend.models import load_under_test
 from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.stats import percentile
-
-
-@pytest.fixture(scope="module")
-def tiny(shared_cache):
-    return load_under_test("tiny", CpuDevice(), "float32", cache_dir=shared_cache)
 
 
 @pytest.fixture(scope="module")

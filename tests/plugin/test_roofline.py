@@ -9,7 +9,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pytest_ascend.device import CpuDevice, Timing
 from pytest_ascend.measure import BatchRun
-from pytest_ascend.models import load_under_test
 from pytest_ascend.roofline import (
     DeviceLimits,
     TimedKernel,
@@ -19,11 +18,6 @@ from pytest_ascend.roofline import (
     model_cost,
     prefill_roofline_fraction,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny(shared_cache):
-    return load_under_test("tiny", CpuDevice(), "float32", cache_dir=shared_cache)
 
 
 def test_kv_bytes_per_token_match_the_cache_the_model_builds(tiny):
