@@ -14,6 +14,7 @@ same work. docs/metrics.md defines each metric.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -112,6 +113,8 @@ class GenerationSummary:
 
 @dataclass
 class GenerationResult:
+    """Every measured run, in order; per-request records and summaries derive from them."""
+
     runs: list[BatchRun] = field(default_factory=list)
 
     @property
@@ -153,7 +156,7 @@ class GenerationResult:
             throughput_tokens_per_s=batch_size * per_request_rate,
         )
 
-    def step_window_ms(self, start: int, stop: int) -> float:
+    def step_window_ms(self, start: int, stop: Optional[int]) -> float:
         """Median decode-step time over steps [start, stop) of every run (negative indices
         count from the end), e.g. the first 50 steps against the last 50."""
         gaps = [gap for run in self.runs for gap in run.itl_ms[start:stop]]
@@ -284,8 +287,6 @@ def measure_generation(
 def bare_decode_ms(model: Any, prompt_ids: torch.Tensor, steps: int, device: Any) -> list[float]:
     """Per-step times of the plainest decode loop there is: forward, argmax, synchronize,
     host clock. The reference the suite's own timing is checked against (harness overhead)."""
-    import time
-
     cache_kw, keep_kw = decode_kwarg_names(model)
     keep = {keep_kw: 1} if keep_kw else {}
     times = []

@@ -169,19 +169,22 @@ def matmul_kernel(device: Any, dtype: str, size: int) -> TimedKernel:
 def measure_device_limits(device: Any, dtype: str, repeats: int = 10) -> DeviceLimits:
     """Measure both limits with sizes fitted to the device (see `limit_sizes`)."""
     copy_bytes, matmul_size = limit_sizes(device, dtype)
-    rates = []
     with torch.inference_mode():
-        for kernel in (copy_kernel(device, copy_bytes), matmul_kernel(device, dtype, matmul_size)):
-            kernel.warm_up()
-            for _ in range(repeats):
-                kernel.run_once()
-            rates.append(kernel.rate())
-    device.empty_cache()
+        bandwidth = _steady_rate(copy_kernel(device, copy_bytes), repeats)
+        flops = _steady_rate(matmul_kernel(device, dtype, matmul_size), repeats)
+    device.empty_cache()  # the kernels' buffers are gone: hand their memory back
     return DeviceLimits(
-        device_name=device.name, dtype=dtype, bandwidth_bytes_per_s=rates[0],
-        matmul_flops_per_s=rates[1], copy_bytes=copy_bytes, matmul_size=matmul_size,
+        device_name=device.name, dtype=dtype, bandwidth_bytes_per_s=bandwidth,
+        matmul_flops_per_s=flops, copy_bytes=copy_bytes, matmul_size=matmul_size,
         datasheet=datasheet_peak(device.name),
     )
+
+
+def _steady_rate(kernel: TimedKernel, repeats: int) -> float:
+    kernel.warm_up()
+    for _ in range(repeats):
+        kernel.run_once()
+    return kernel.rate()
 
 
 def limit_sizes(device: Any, dtype: str) -> tuple[int, int]:

@@ -6,6 +6,7 @@ device synchronized inside it), the metrics in `benchmark.extra_info` (and from 
 JSON report) and one progress line per configuration.
 """
 
+import gc
 import time
 
 import pytest
@@ -55,5 +56,9 @@ def benchmark_generation(benchmark, device_limits, model, tokenizer, npu_device,
                 assert 0 < metrics[key] <= 1.05, f"{key} {metrics[key]:.3f} is outside (0, 1.05]"
         return result, metrics
 
-    return run
+    yield run
+    # Whatever the test left (a failed batch, an out-of-memory error) must not shrink the
+    # memory the next test measures with.
+    gc.collect()
+    npu_device.empty_cache()
 
