@@ -14,7 +14,7 @@ def test_measured(benchmark):
     benchmark.extra_info["tpot_ms"] = 12.5
 
 def test_wrong():
-    assert 1 == 2
+    assert [1] == [2]
 
 def test_not_here():
     pytest.skip("needs --run-slow")
@@ -37,7 +37,7 @@ def test_finished_results_survive_a_hard_crash(pytester):
     assert records[0]["ascend"]["smoke"] is True
     measured, wrong, skipped = records[1:]
     assert measured["outcome"] == "passed" and measured["metrics"] == {"tpot_ms": 12.5}
-    assert wrong["outcome"] == "failed" and "assert 1 == 2" in wrong["message"]
+    assert wrong["outcome"] == "failed" and "assert [1] == [2]" in wrong["message"]
     assert skipped["outcome"] == "skipped" and "--run-slow" in skipped["message"]
 
 
