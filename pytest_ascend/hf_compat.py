@@ -47,3 +47,36 @@ def output_cache(output: Any) -> Any:
     """The KV cache a forward returned (`.cache` in 5.x, `.past_key_values` in 4.x)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values), [batch, kv_heads, positions, head_dim].
+
+    5.x keeps them on `cache.layers[i].keys/.values`; 4.x on `cache.key_cache[i]` /
+    `cache.value_cache[i]`.
+    """
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [(layer.keys, layer.values) for layer in layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+def cache_from_tensors(tensors: list[tuple[torch.Tensor, torch.Tensor]], config: Any) -> Any:
+    """A new DynamicCache holding `tensors` (taken as they are: pass copies to keep yours)."""
+    from transformers import DynamicCache
+
+    try:
+        cache = DynamicCache(config=config)
+    except TypeError:  # 4.x: no config argument
+        cache = DynamicCache()
+    for index, (keys, values) in enumerate(tensors):
+        cache.update(keys, values, index)
+    return cache
+
+
+def crop_cache(cache: Any, length: int) -> None:
+    """Keep the first `length` positions. A negative count of positions to drop is what both
+    4.x (`crop(max_length)`, negative = drop) and 5.x (negative only) accept."""
+    drop = cache.get_seq_length() - length
+    if drop > 0:
+        cache.crop(-drop)
