@@ -6,8 +6,10 @@ tokens and, at a point of divergence, the logits that decided it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -18,6 +20,7 @@ class GreedyOutput:
 
     tokens: list[int]
     logits: torch.Tensor  # [steps, vocab]
+    step_ms: list[float] = field(default_factory=list)  # decode steps, when timed
 
 
 def greedy_generate(
@@ -65,3 +68,41 @@ def _until_eos(tokens: list[int], eos: Any) -> list[int]:
         if tok in stops:
             return tokens[: i + 1]
     return tokens
+
+
+def greedy_continue(
+    model: Any, cache: Any, last_logits: torch.Tensor, steps: int, device: Any = None
+) -> GreedyOutput:
+    """Greedy-decode `steps` tokens for one sequence from a KV cache that already holds its
+    prompt, given the logits of the prompt's last position ([1, vocab] or [vocab]).
+
+    Used where the cache came from somewhere other than `generate` (a prefix cache, a
+    prefill handed over to a decode path), to check it decodes as `generate` would. With a
+    `device` (DeviceUnderTest), each decode step (forward + argmax) is timed on it.
+    """
+    from pytest_ascend.hf_compat import decode_kwarg_names, output_cache
+
+    cache_kw, keep_kw = decode_kwarg_names(model)
+    keep = {keep_kw: 1} if keep_kw else {}
+    timer = device.timer if device is not None else _untimed
+    logits = last_logits.reshape(1, -1)
+    token = logits.argmax(dim=-1, keepdim=True)
+    out_tokens, kept, step_ms = [], [], []
+    with torch.inference_mode():
+        for step in range(steps):
+            out_tokens.append(int(token))
+            kept.append(logits[0].float().cpu())
+            if step + 1 == steps:
+                break
+            with timer() as timing:
+                out = model(input_ids=token, use_cache=True, **{cache_kw: cache}, **keep)
+                cache = output_cache(out)
+                logits = out.logits[:, -1, :]
+                token = logits.argmax(dim=-1, keepdim=True)
+            step_ms.append(timing.elapsed_ms if timing is not None else math.nan)
+    return GreedyOutput(out_tokens, torch.stack(kept), step_ms)
+
+
+@contextmanager
+def _untimed() -> Iterator[None]:
+    yield None

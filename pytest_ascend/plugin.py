@@ -28,6 +28,7 @@ model_key = pytest.StashKey[Any]()  # models.ModelUnderTest, once a test loaded 
 limits_key = pytest.StashKey[Any]()  # roofline.DeviceLimits, once a test measured them
 environment_key = pytest.StashKey[dict]()
 results_log_key = pytest.StashKey[Any]()  # results_log.ResultsLog, with --ascend-results-log
+sampler_key = pytest.StashKey[Any]()  # on an item: the memory.MemorySampler of its test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -155,9 +156,15 @@ def _open_results_log(config: pytest.Config, path: Any) -> None:
 
 
 def _test_metrics(item: pytest.Item) -> Optional[dict]:
-    """What a benchmarked test measured: its `benchmark.extra_info`."""
+    """What a test measured: its `benchmark.extra_info`, and its memory_sampler's series."""
+    metrics: dict[str, Any] = {}
     fixture = getattr(item, "funcargs", {}).get("benchmark")
-    return dict(fixture.extra_info) if fixture is not None and fixture.extra_info else None
+    if fixture is not None:
+        metrics.update(fixture.extra_info)
+    sampler = item.stash.get(sampler_key, None)
+    if sampler is not None:
+        metrics["memory_samples"] = sampler.series()
+    return metrics or None
 
 
 def _outcome_message(report: pytest.TestReport) -> Optional[str]:
@@ -323,6 +330,20 @@ def device_limits(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     pytestconfig.stash[limits_key] = limits
     _write_line(pytestconfig, f"pytest-ascend: {limits_line(limits)}")
     return limits
+
+
+@pytest.fixture
+def memory_sampler(request: pytest.FixtureRequest, npu_device: Any,
+                   ascend_settings: AscendSettings) -> Any:
+    """A background memory.MemorySampler on the device under test for the whole test, every
+    --ascend-memory-interval seconds; its series goes into the test's JSON-report metadata
+    and results-log line (`memory_samples`)."""
+    from pytest_ascend.memory import MemorySampler
+
+    sampler = MemorySampler(npu_device, ascend_settings.memory_interval).start()
+    request.node.stash[sampler_key] = sampler
+    yield sampler
+    sampler.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from pytest_ascend.hf_compat import TORCH_DTYPES
+from pytest_ascend.memory import kv_bytes_per_token
 from pytest_ascend.stats import median
 
 
@@ -242,14 +243,12 @@ def model_cost(model: Any) -> ModelCost:
         linear += head.numel()
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    layers = config.num_hidden_layers
     return ModelCost(
         weight_bytes_per_step=total_bytes - untied_embedding,
-        kv_bytes_per_token=2 * layers * kv_heads * head_dim * element,
+        kv_bytes_per_token=kv_bytes_per_token(config, element),
         linear_params=linear,
         vocab_params=head.numel(),
-        attention_width=layers * heads * head_dim,
+        attention_width=config.num_hidden_layers * heads * head_dim,
     )
 
 

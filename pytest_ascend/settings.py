@@ -41,6 +41,7 @@ class OptionSpec:
     is_flag: bool = False
     choices: tuple[str, ...] = ()
     metavar: Optional[str] = None
+    is_seconds: bool = False  # a positive number of seconds
 
     @property
     def ini(self) -> str:
@@ -102,6 +103,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="DIR",
     ),
     OptionSpec(
+        "expect_spec_speedup",
+        "--ascend-expect-spec-speedup",
+        "fail the speculative-decoding benchmark unless it beats plain greedy decoding (for "
+        "real target/draft pairs, e.g. Qwen2.5-14B with Qwen2.5-0.5B; off: reported only)",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "memory_interval",
+        "--ascend-memory-interval",
+        "seconds between samples of the memory_sampler fixture (default: 0.05)",
+        metavar="SECONDS",
+        is_seconds=True,
+    ),
+    OptionSpec(
         "results_log",
         "--ascend-results-log",
         "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
@@ -123,6 +138,8 @@ class AscendSettings:
     run_slow: bool = False
     cache: Path = field(default_factory=lambda: default_cache_dir())
     results_log: Optional[Path] = None
+    expect_spec_speedup: bool = False
+    memory_interval: float = 0.05
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -192,6 +209,8 @@ def resolve_settings(
         run_slow=bool(values.get("run_slow", False)),
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
         results_log=Path(str(results_log)).expanduser() if results_log else None,
+        expect_spec_speedup=bool(values.get("expect_spec_speedup", False)),
+        memory_interval=float(values.get("memory_interval", 0.05)),  # type: ignore[arg-type]
         sources=sources,
     )
 
@@ -229,4 +248,14 @@ def _convert(spec: OptionSpec, raw: object, source: str) -> object:
         )
     if not text:
         raise SettingsError(f"{spec.flag}: empty value from {source}; remove it or give a value")
+    if spec.is_seconds:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds > 0:
+            raise SettingsError(
+                f"{spec.flag}: {text!r} from {source} is not a positive number of seconds"
+            )
+        return seconds
     return text

@@ -1,0 +1,168 @@
+"""Prefix caching over the real KV cache: exact against full recompute, faster by about the
+share of the prompt it skips, useful across chat turns, and bounded by its budget."""
+
+import pytest
+import torch
+
+from pytest_ascend.compare import TIE_MARGIN, compare_greedy
+from pytest_ascend.generation import greedy_continue
+from pytest_ascend.hf_compat import output_cache
+from pytest_ascend.prefix_cache import PrefixCache
+from pytest_ascend.prompts import chat_prompt, long_prompt_ids
+from pytest_ascend.stats import median
+
+pytestmark = pytest.mark.npu
+
+# Max |logit difference| between a reused prefix and full recompute, relative to the logits'
+# scale: the two paths run the same math with different matmul shapes, so they agree to
+# the dtype's rounding accumulated over the layers.
+LOGIT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 6e-2}
+SUFFIX = 16
+NEW_TOKENS = 16
+
+
+def full_prefill(model, ids):
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True)
+    return out.logits[:, -1, :], output_cache(out)
+
+
+def assert_same_as_recompute(model, ids, result, continuation, dtype):
+    """`result` (a PrefillResult) and the greedy `continuation` decoded from its cache match
+    a full prefill of `ids` and its own continuation."""
+    logits, cache = full_prefill(model, ids)
+    scale = logits.float().abs().max().item()
+    error = (result.logits.float() - logits.float()).abs().max().item()
+    assert error <= LOGIT_TOLERANCE[dtype] * max(scale, 1.0), (
+        f"reused prefix of {result.matched_tokens} tokens: last-position logits differ by "
+        f"{error:.3g} (scale {scale:.3g})")
+    full = greedy_continue(model, cache, logits, len(continuation.tokens))
+    verdict = compare_greedy(full.tokens, full.logits, continuation.tokens, continuation.logits,
+                             TIE_MARGIN[dtype])
+    assert verdict.close, f"greedy continuation after a reused prefix: {verdict.describe()}"
+
+
+def prefill_and_check(model, cache, ids, dtype):
+    result = cache.prefill(ids)
+    continuation = greedy_continue(model, result.past_key_values, result.logits, NEW_TOKENS)
+    assert_same_as_recompute(model, ids, result, continuation, dtype)
+    return result
+
+
+def suffix_ids(tokenizer, n, salt):
+    """`n` tokens of text that differ with `salt`, to follow a shared prefix."""
+    ids = tokenizer(f" 第{salt}个问题: question number {salt} of many, please answer.",
+                    add_special_tokens=False)["input_ids"]
+    return (ids * (n // len(ids) + 1))[:n]
+
+
+def test_reused_prefix_equals_full_recompute(model, tokenizer, ascend_plan):
+    prefix = long_prompt_ids(tokenizer, 300)
+    cache = PrefixCache(model, budget_tokens=10_000)
+    dtype = ascend_plan.dtype
+    first = prefix + suffix_ids(tokenizer, SUFFIX, 1)
+    assert prefill_and_check(model, cache, first, dtype).matched_tokens == 0
+    assert prefill_and_check(model, cache, first, dtype).matched_tokens == len(first) - 1
+    second = prefix + suffix_ids(tokenizer, SUFFIX, 2)
+    assert prefill_and_check(model, cache, second, dtype).matched_tokens >= len(prefix)
+    shorter = prefix[:150]  # ends inside a cached edge
+    assert prefill_and_check(model, cache, shorter, dtype).matched_tokens == 149
+
+
+@pytest.mark.parametrize("prefix_tokens", [
+    256, 1024, pytest.param(2048, marks=pytest.mark.slow(except_smoke=True))])
+def test_prefix_reuse_speeds_up_prefill(benchmark, model, tokenizer, npu_device, ascend_plan,
+                                        ascend_progress, prefix_tokens):
+    prefix = long_prompt_ids(tokenizer, prefix_tokens)
+    reuse = PrefixCache(model, budget_tokens=4 * (prefix_tokens + SUFFIX))
+    recompute = PrefixCache(model, budget_tokens=0)  # same code path, nothing to reuse
+    reuse.prefill(prefix + suffix_ids(tokenizer, SUFFIX, 0))
+    prompts = iter(prefix + suffix_ids(tokenizer, SUFFIX, salt) for salt in range(1, 10_000))
+    for cache in (reuse, recompute):  # warm-up of both paths
+        cache.prefill(next(prompts))
+
+    def timed(cache):
+        with npu_device.timer() as t:
+            result = cache.prefill(next(prompts))
+        return t.elapsed_ms, result.matched_tokens
+
+    baseline = [timed(recompute)[0] for _ in range(5)]
+    reused = []
+    benchmark.pedantic(lambda: reused.append(timed(reuse)), rounds=5, iterations=1)
+    assert all(matched >= prefix_tokens for _, matched in reused)
+    speedup = median(baseline) / median(ms for ms, _ in reused)
+    ideal = (prefix_tokens + SUFFIX) / SUFFIX
+    benchmark.extra_info.update(
+        prefix_tokens=prefix_tokens, suffix_tokens=SUFFIX, prompt_tokens=prefix_tokens + SUFFIX,
+        recompute_ms=median(baseline), reuse_ms=median(ms for ms, _ in reused),
+        speedup=speedup, ideal_speedup=ideal,
+    )
+    ascend_progress(f"prefix cache, {prefix_tokens}-token prefix: prefill {speedup:.1f}x faster "
+                    f"with reuse (ideal {ideal:.0f}x)")
+
+    assert speedup > 1, f"reusing {prefix_tokens} cached tokens made prefill slower"
+    if prefix_tokens == 2048 and ascend_plan.smoke and npu_device.kind == "cpu":
+        assert speedup >= 4, f"2k-token prefix on the tiny model: only {speedup:.1f}x"
+
+
+def test_multi_turn_chat_reuses_earlier_turns(benchmark, model, tokenizer, npu_device,
+                                              ascend_plan):
+    """Three chat turns; after each, the prompt and the reply go into the cache, so the next
+    turn prefills only its new message."""
+    questions = ["请介绍一下人工智能。", "它和机器学习有什么关系?", "Summarise that in English."]
+    turns = []
+
+    def converse():
+        cache, messages = PrefixCache(model, budget_tokens=20_000), []
+        turns.clear()
+        for question in questions:
+            messages.append({"role": "user", "content": question})
+            ids = tokenizer(chat_prompt_for(tokenizer, messages),
+                            add_special_tokens=False)["input_ids"]
+            with npu_device.timer() as prefill:
+                result = cache.prefill(ids)
+            reply = greedy_continue(model, result.past_key_values, result.logits, NEW_TOKENS)
+            cache.insert(ids + reply.tokens[:-1], result.past_key_values)
+            turns.append({"ids": ids, "result": result, "reply": reply,
+                          "prefill_ms": prefill.elapsed_ms})
+            messages.append({"role": "assistant",
+                             "content": tokenizer.decode(reply.tokens, skip_special_tokens=True)})
+        return cache
+
+    cache = benchmark.pedantic(converse, rounds=1, iterations=1)
+    previous = 0
+    for turn in turns:
+        assert_same_as_recompute(model, turn["ids"], turn["result"], turn["reply"],
+                                 ascend_plan.dtype)
+        assert turn["result"].matched_tokens >= previous - 1, (
+            f"a turn reused {turn['result'].matched_tokens} tokens; the previous turn's prompt "
+            f"alone was {previous}")
+        previous = len(turn["ids"])
+    saved = sum(t["result"].matched_tokens for t in turns)
+    benchmark.extra_info.update(
+        turns=[{"prompt_tokens": len(t["ids"]), "matched_tokens": t["result"].matched_tokens,
+                "prefill_ms": t["prefill_ms"]} for t in turns],
+        hit_rate=cache.hit_rate, tokens_saved=saved,
+    )
+    assert turns[0]["result"].matched_tokens == 0 and saved > 0
+
+
+def chat_prompt_for(tokenizer, messages):
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=True)
+    return chat_prompt(tokenizer, "\n".join(m["content"] for m in messages))
+
+
+def test_eviction_keeps_the_budget_and_never_serves_stale_kv(model, tokenizer, ascend_plan):
+    budget = 500
+    cache = PrefixCache(model, budget_tokens=budget)
+    corpus = long_prompt_ids(tokenizer, 2000)
+    prompts = [corpus[200 * i: 200 * i + 180] + suffix_ids(tokenizer, 8, i) for i in range(6)]
+    prompts += [prompts[0], prompts[1][:100] + suffix_ids(tokenizer, 30, 99), prompts[5]]
+    matched = []
+    for ids in prompts:
+        matched.append(prefill_and_check(model, cache, ids, ascend_plan.dtype).matched_tokens)
+        assert cache.cached_tokens <= budget
+    assert matched[6] == 0  # the first prompt was evicted long before it came back
+    assert cache.prefill(prompts[-1]).matched_tokens == len(prompts[-1]) - 1  # the newest stays
