@@ -172,8 +172,6 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     Only the cache survives between the two snapshots (each step's logits are dropped), so
     on an accelerator's allocator the growth is the cache's growth.
     """
-    import gc
-
     import torch
 
     from pytest_ascend.hf_compat import decode_kwarg_names, output_cache
@@ -185,14 +183,14 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
         cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
         del out
         device.synchronize()
-        gc.collect()
+        device.empty_cache()  # allocated is unaffected; a CPU's RSS sheds freed blocks
         before = device.memory().allocated
         for _ in range(new_tokens):
             out = model(input_ids=token, use_cache=True, **{cache_kw: cache}, **keep)
             cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
             del out
         device.synchronize()
-        gc.collect()
+        device.empty_cache()
         after = device.memory().allocated
     element = next(model.parameters()).element_size()
     return KvGrowth(new_tokens, after - before, kv_bytes_per_token(model.config, element) * new_tokens,

@@ -1,0 +1,47 @@
+"""Prefill and decode as separate phases: the KV handed from one to the other decodes exactly
+as uninterrupted generation does, and each phase's time is reported."""
+
+import pytest
+
+from pytest_ascend.generation import greedy_generate
+from pytest_ascend.pd_split import decode_phase, prefill_phase
+from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.stats import median
+
+pytestmark = pytest.mark.npu
+
+NEW_TOKENS = 64
+
+
+@pytest.mark.parametrize("name", ["qa_ai", "long_continuation"])
+def test_decode_from_handed_over_kv_equals_uninterrupted_generation(
+        benchmark, model, tokenizer, npu_device, ascend_progress, name):
+    prompt = chat_prompt(tokenizer, SEED_PROMPTS[name])
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    expected = greedy_generate(model, tokenizer, [prompt], NEW_TOKENS, ignore_eos=True)[0].tokens
+    runs = []
+
+    def disaggregated():
+        handoff = prefill_phase(model, ids, npu_device)
+        runs.append((handoff, decode_phase(model, handoff, NEW_TOKENS, npu_device)))
+
+    disaggregated()  # warm-up
+    runs.clear()
+    benchmark.pedantic(disaggregated, rounds=3, iterations=1)
+
+    for _, decoded in runs:
+        assert decoded.tokens == expected, "decoding from the handed-over KV diverged"
+    prefill_ms = median(h.prefill_ms for h, _ in runs)
+    handoff_ms = median(h.handoff_ms for h, _ in runs)
+    decode_ms = median(sum(d.step_ms) for _, d in runs)
+    tpot = decode_ms / (NEW_TOKENS - 1)
+    share = decode_ms / (prefill_ms + handoff_ms + decode_ms)
+    benchmark.extra_info.update(
+        prompt_tokens=int(ids.shape[1]), output_tokens=NEW_TOKENS, prefill_ms=prefill_ms,
+        handoff_ms=handoff_ms, handoff_bytes=runs[0][0].handoff_bytes, ttft_ms=prefill_ms,
+        tpot_ms=tpot, decode_step_p50_ms=median(s for _, d in runs for s in d.step_ms),
+        decode_share=share,
+    )
+    ascend_progress(f"prefill/decode split [{name}]: prefill {prefill_ms:.2f} ms, hand-over "
+                    f"{handoff_ms:.2f} ms, TPOT {tpot:.2f} ms, decode {share:.0%} of the time")
+    assert 0 < share < 1
