@@ -80,10 +80,8 @@ def greedy_continue(
     prefill handed over to a decode path), to check it decodes as `generate` would. With a
     `device` (DeviceUnderTest), each decode step (forward + argmax) is timed on it.
     """
-    from pytest_ascend.hf_compat import decode_kwarg_names, output_cache
+    from pytest_ascend.hf_compat import forward_kwargs, output_cache
 
-    cache_kw, keep_kw = decode_kwarg_names(model)
-    keep = {keep_kw: 1} if keep_kw else {}
     timer = device.timer if device is not None else _untimed
     logits = last_logits.reshape(1, -1)
     token = logits.argmax(dim=-1, keepdim=True)
@@ -95,7 +93,7 @@ def greedy_continue(
             if step + 1 == steps:
                 break
             with timer() as timing:
-                out = model(input_ids=token, use_cache=True, **{cache_kw: cache}, **keep)
+                out = model(input_ids=token, **forward_kwargs(model, cache))
                 cache = output_cache(out)
                 logits = out.logits[:, -1, :]
                 token = logits.argmax(dim=-1, keepdim=True)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 import transformers
@@ -30,14 +31,25 @@ def quiet_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def decode_kwarg_names(model: torch.nn.Module) -> tuple[str, str | None]:
-    """The forward keywords for the KV cache and for "logits of the last position only".
+def forward_kwargs(model: torch.nn.Module, cache: Any = None, keep_last: int = 1) -> dict:
+    """Keyword arguments for a forward that extends a KV cache, as `generate` passes them:
+    the cache under this transformers' name for it, and logits for the last `keep_last`
+    positions only (0: all positions)."""
+    cache_kw, keep_kw = _decode_kwarg_names(type(model))
+    kwargs: dict[str, Any] = {"use_cache": True}
+    if keep_kw and keep_last:
+        kwargs[keep_kw] = keep_last
+    if cache is not None:
+        kwargs[cache_kw] = cache
+    return kwargs
 
-    5.x calls the cache `cache=` (`past_key_values=` is deprecated); 4.x knows only
-    `past_key_values=`. `logits_to_keep` (4.50+) was `num_logits_to_keep` (4.45-4.49); both
-    are what `generate` passes so the vocabulary projection runs for one position.
-    """
-    params = inspect.signature(model.forward).parameters
+
+@functools.lru_cache(maxsize=None)
+def _decode_kwarg_names(model_class: type) -> tuple[str, Optional[str]]:
+    """5.x calls the cache `cache=` (`past_key_values=` is deprecated); 4.x knows only
+    `past_key_values=`. `logits_to_keep` (4.50+) was `num_logits_to_keep` (4.45-4.49).
+    Looked up once per model class: a decode step must not pay for `inspect.signature`."""
+    params = inspect.signature(model_class.forward).parameters
     cache = "cache" if "cache" in params else "past_key_values"
     keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
     return cache, keep

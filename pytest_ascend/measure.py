@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from pytest_ascend.hf_compat import decode_kwarg_names, output_cache
+from pytest_ascend.hf_compat import forward_kwargs, output_cache
 from pytest_ascend.stats import Percentiles, median
 
 
@@ -194,7 +194,6 @@ class GenerationMeasurer:
         self.device = device
         self.max_new_tokens = max_new_tokens
         self.result = GenerationResult()
-        self._cache_kw, self._keep_kw = decode_kwarg_names(model)
         count = -(-len(prompts) // batch_size)
         self._batches = [
             tuple((b * batch_size + j) % len(prompts) for j in range(batch_size))
@@ -225,14 +224,13 @@ class GenerationMeasurer:
     def _generate(self, index: int) -> BatchRun:
         ids, mask, positions = self._inputs[index]
         model, timer = self.model, self.device.timer
-        keep = {self._keep_kw: 1} if self._keep_kw else {}
         steps: list[Any] = []
         padded = mask is not None
         ones = mask.new_ones((mask.shape[0], 1)) if padded else None
         with torch.inference_mode(), timer() as e2e:
             with timer() as first:
                 out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            use_cache=True, **keep)
+                            **forward_kwargs(model))
                 token = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
             cache = output_cache(out)
             chosen = [token]
@@ -242,7 +240,7 @@ class GenerationMeasurer:
                         mask = torch.cat([mask, ones], dim=1)
                         positions = positions[:, -1:] + 1
                     out = model(input_ids=token, attention_mask=mask, position_ids=positions,
-                                use_cache=True, **{self._cache_kw: cache}, **keep)
+                                **forward_kwargs(model, cache))
                     cache = output_cache(out)
                     token = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
                 chosen.append(token)
@@ -287,16 +285,14 @@ def measure_generation(
 def bare_decode_ms(model: Any, prompt_ids: torch.Tensor, steps: int, device: Any) -> list[float]:
     """Per-step times of the plainest decode loop there is: forward, argmax, synchronize,
     host clock. The reference the suite's own timing is checked against (harness overhead)."""
-    cache_kw, keep_kw = decode_kwarg_names(model)
-    keep = {keep_kw: 1} if keep_kw else {}
     times = []
     with torch.inference_mode():
-        out = model(input_ids=prompt_ids, use_cache=True, **keep)
+        out = model(input_ids=prompt_ids, **forward_kwargs(model))
         token = out.logits[:, -1:].argmax(dim=-1)
         device.synchronize()
         for _ in range(steps):
             start = time.perf_counter()
-            out = model(input_ids=token, use_cache=True, **{cache_kw: output_cache(out)}, **keep)
+            out = model(input_ids=token, **forward_kwargs(model, output_cache(out)))
             token = out.logits[:, -1:].argmax(dim=-1)
             device.synchronize()
             times.append((time.perf_counter() - start) * 1e3)

@@ -174,19 +174,17 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     """
     import torch
 
-    from pytest_ascend.hf_compat import decode_kwarg_names, output_cache
+    from pytest_ascend.hf_compat import forward_kwargs, output_cache
 
-    cache_kw, keep_kw = decode_kwarg_names(model)
-    keep = {keep_kw: 1} if keep_kw else {}
     with torch.inference_mode():
-        out = model(input_ids=prompt_ids, use_cache=True, **keep)
+        out = model(input_ids=prompt_ids, **forward_kwargs(model))
         cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
         del out
         device.synchronize()
         device.empty_cache()  # allocated is unaffected; a CPU's RSS sheds freed blocks
         before = device.memory().allocated
         for _ in range(new_tokens):
-            out = model(input_ids=token, use_cache=True, **{cache_kw: cache}, **keep)
+            out = model(input_ids=token, **forward_kwargs(model, cache))
             cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
             del out
         device.synchronize()

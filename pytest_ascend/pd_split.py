@@ -18,7 +18,7 @@ from pytest_ascend.generation import GreedyOutput, greedy_continue
 from pytest_ascend.hf_compat import (
     cache_from_tensors,
     cache_tensors,
-    decode_kwarg_names,
+    forward_kwargs,
     output_cache,
 )
 
@@ -40,11 +40,9 @@ def prefill_phase(
 ) -> PrefillHandoff:
     """Prefill `input_ids` ([1, L]) and hand its KV over, each step timed on `device`."""
     target = decode_device if decode_device is not None else model.device
-    _, keep_kw = decode_kwarg_names(model)
-    keep = {keep_kw: 1} if keep_kw else {}
     with torch.inference_mode():
         with device.timer() as prefill:
-            out = model(input_ids=input_ids.to(model.device), use_cache=True, **keep)
+            out = model(input_ids=input_ids.to(model.device), **forward_kwargs(model))
         with device.timer() as handoff:
             kv = [(k.to(target, copy=True), v.to(target, copy=True))
                   for k, v in cache_tensors(output_cache(out))]

@@ -23,7 +23,7 @@ import torch
 from pytest_ascend.hf_compat import (
     cache_from_tensors,
     cache_tensors,
-    decode_kwarg_names,
+    forward_kwargs,
     output_cache,
 )
 
@@ -80,7 +80,6 @@ class PrefixCache:
         self.matched_tokens_total = 0
         self._root = _Node((), [], None)
         self._clock = itertools.count(1)
-        self._cache_kw, self._keep_kw = decode_kwarg_names(model)
 
     @property
     def hit_rate(self) -> float:
@@ -98,11 +97,9 @@ class PrefixCache:
         path = self._match(tokens, limit=len(tokens) - 1)
         matched = sum(take for _, take in path)
         suffix = torch.tensor([tokens[matched:]], device=self.model.device)
-        kwargs: dict[str, Any] = {self._keep_kw: 1} if self._keep_kw else {}
-        if matched:
-            kwargs[self._cache_kw] = cache_from_tensors(_gather(path), self.model.config)
+        reused = cache_from_tensors(_gather(path), self.model.config) if matched else None
         with torch.inference_mode():
-            out = self.model(input_ids=suffix, use_cache=True, **kwargs)
+            out = self.model(input_ids=suffix, **forward_kwargs(self.model, reused))
         past = output_cache(out)
         self.lookups += 1
         self.prompt_tokens_seen += len(tokens)

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from pytest_ascend.hf_compat import crop_cache, decode_kwarg_names, output_cache
+from pytest_ascend.hf_compat import crop_cache, forward_kwargs, output_cache
 
 
 @dataclass
@@ -54,7 +54,6 @@ class _Decoder:
 
     def __init__(self, model: Any, prompt: torch.Tensor) -> None:
         self.model = model
-        self.cache_kw, self.keep_kw = decode_kwarg_names(model)
         self.cache: Any = None
         self.length = 0  # positions in the cache
         self.forwards = 0
@@ -62,14 +61,12 @@ class _Decoder:
 
     def forward(self, ids: list[int], keep: int) -> torch.Tensor:
         """Logits of the last `keep` positions after feeding `ids`, [keep, vocab]."""
-        kwargs: dict[str, Any] = {self.keep_kw: keep} if self.keep_kw else {}
-        if self.cache is not None:
-            kwargs[self.cache_kw] = self.cache
+        kwargs = forward_kwargs(self.model, self.cache, keep_last=keep)
         if self.cache is None:
             feed = torch.cat([self._prompt, _ids(ids, self._prompt.device)], dim=1)
         else:
             feed = _ids(ids, self._prompt.device)
-        out = self.model(input_ids=feed, use_cache=True, **kwargs)
+        out = self.model(input_ids=feed, **kwargs)
         self.cache = output_cache(out)
         self.length += feed.shape[1]
         self.forwards += 1

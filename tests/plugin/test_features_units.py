@@ -3,7 +3,6 @@ the speculative decoder's rules and errors, the memory sampler, on tiny recipes 
 the suite's default."""
 
 import math
-from contextlib import contextmanager
 
 import pytest
 import torch

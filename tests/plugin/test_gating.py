@@ -1,7 +1,5 @@
 """Marker gating: what is skipped, when, and that every reason names the enabling option."""
 
-import pytest
-
 
 def test_slow_is_skipped_without_run_slow_and_names_it(pytester):
     pytester.makepyfile(
