@@ -87,8 +87,8 @@ class DeviceLimits:
 
     device_name: str
     dtype: str
-    bandwidth_bytes_per_s: float  # (bytes read + bytes written) / time of a large copy
-    matmul_flops_per_s: float  # 2 n^3 / time of an n x n matmul in `dtype`
+    bandwidth_bytes_per_s: float  # (bytes read + bytes written) / fastest large copy
+    matmul_flops_per_s: float  # 2 n^3 / fastest n x n matmul in `dtype`
     copy_bytes: int
     matmul_size: int
     datasheet: Optional[DatasheetPeak]
@@ -122,8 +122,11 @@ class DeviceLimits:
 class TimedKernel:
     """One device operation that does known work, timed per call on the device.
 
-    `run_once()` is what a benchmark round calls; `rate()` is work per second at the
-    median of the calls made so far.
+    `run_once()` is what a benchmark round calls; `rate()` is work per second of the fastest
+    call so far. A limit is what the device *can* do: other work on the machine only ever
+    slows a call down, so the fastest call is the estimate least disturbed by it (STREAM
+    reports the best of its repetitions for the same reason), and a fraction of it never
+    flatters the model.
     """
 
     def __init__(self, device: Any, operation: Callable[[], Any], work: float) -> None:
@@ -132,9 +135,11 @@ class TimedKernel:
         self.work = work
         self.times_ms: list[float] = []
 
-    def warm_up(self) -> None:
-        """First calls pay for page faults, allocator growth and kernel selection."""
-        self.operation()
+    def warm_up(self, calls: int = 3) -> None:
+        """First calls pay for page faults, allocator growth, kernel selection and (on a
+        CPU) the thread pool spinning up."""
+        for _ in range(calls):
+            self.operation()
         self.device.synchronize()
 
     def run_once(self) -> float:
@@ -144,7 +149,7 @@ class TimedKernel:
         return t.elapsed_ms
 
     def rate(self) -> float:
-        return self.work / (median(self.times_ms) / 1e3)
+        return self.work / (min(self.times_ms) / 1e3)
 
 
 def copy_kernel(device: Any, nbytes: int) -> TimedKernel:
