@@ -1,27 +1,120 @@
-"""The `pytest-ascend` command. Its subcommands (history) arrive with the history issue;
-until then it documents itself and rejects anything else with argparse's usage error."""
+"""The `pytest-ascend` command (also `python -m pytest_ascend`).
+
+`pytest-ascend history` compares benchmark runs grouped by CANN version (or any
+machine_info key) and can gate a nightly job on regressions. Exit codes: 0 fine, 1 a
+regression with --fail-on-regression, 2 bad usage or nothing to compare.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
+
+from pytest_ascend import history as hist
+
+FORMATS = ("table", "json", "markdown")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.1 or 10%)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _storage(text: str) -> Path:
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="pytest-ascend",
         description="Tools around the pytest-ascend suite. Run the suite itself with "
-        "`pytest -m npu` (see `pytest --help`, section pytest-ascend). This version has "
-        "no subcommands yet.",
+        "`pytest -m npu` (see `pytest --help`, section pytest-ascend).",
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    history = commands.add_parser(
+        "history",
+        help="compare benchmark runs across CANN (or other) versions; gate on regressions",
+        description="Read pytest-benchmark storage written by pytest-ascend runs, group the "
+        "runs by a machine_info key within each device/model/dtype/smoke context, and show "
+        "each metric's median, spread and change per group. Exit 1 with --fail-on-regression "
+        "when a metric got worse by more than max(--min-change, --noise-factor x the runs' "
+        "relative IQR); exit 2 when there is nothing to compare.",
+    )
+    history.add_argument("--storage", type=_storage, default=None, metavar="PATH",
+                         help="pytest-benchmark storage directory (default: .benchmarks, "
+                         "unless only --json files are given)")
+    history.add_argument("--json", type=Path, action="append", default=[], metavar="FILE",
+                         help="a --benchmark-json file to include (repeatable)")
+    history.add_argument("--group-by", default=hist.DEFAULT_GROUP_BY, metavar="KEY",
+                         help="dotted machine_info key to group runs by (default: "
+                         "ascend.cann; e.g. ascend.torch_npu, ascend.driver)")
+    history.add_argument("--metric", action="append", default=None, metavar="NAME",
+                         help="metric to compare (repeatable): time or an extra_info key "
+                         f"(default: {', '.join(hist.DEFAULT_METRICS)})")
+    history.add_argument("--baseline", default=None, metavar="GROUP",
+                         help="group every other group is compared with (default: the "
+                         "previous group)")
+    history.add_argument("--fail-on-regression", action="store_true",
+                         help="exit 1 when any metric regressed")
+    history.add_argument("--min-change", type=_fraction, default=0.15, metavar="FRACTION",
+                         help="smallest relative change that can count (default 0.15 = 15%%; "
+                         "lower it where timings are stable)")
+    history.add_argument("--noise-factor", type=_fraction, default=3.0, metavar="K",
+                         help="a change must also exceed K x the relative IQR (default 3)")
+    history.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                         help="write a plot: one panel per metric, by group")
+    history.add_argument("--html", type=Path, default=None, metavar="HTML",
+                         help="write a self-contained HTML page (tables and plot)")
+    history.add_argument("--format", choices=FORMATS, default="table",
+                         help="what to print (default: table)")
+    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "history":
+        return run_history(args)
     parser.print_help()
     return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from pytest_ascend import history_report as report
+
+    storage = args.storage
+    if storage is None and not args.json:
+        storage = Path(".benchmarks")
+    try:
+        runs, skipped = hist.load_runs(storage, args.json)
+        for item in skipped:
+            print(f"pytest-ascend history: skipped {item.path}: {item.reason}", file=sys.stderr)
+        history = hist.build_history(
+            runs, group_by=args.group_by, metrics=args.metric or hist.DEFAULT_METRICS,
+            baseline=args.baseline, min_change=args.min_change,
+            noise_factor=args.noise_factor, skipped=skipped,
+        )
+    except hist.HistoryError as exc:
+        print(f"pytest-ascend history: {exc}", file=sys.stderr)
+        return 2
+    render = {"table": report.render_table, "json": report.render_json,
+              "markdown": report.render_markdown}[args.format]
+    print(render(history))
+    for path, write in ((args.plot, report.write_plot), (args.html, report.write_html)):
+        if path is not None:
+            try:
+                write(history, path)
+            except (OSError, ValueError) as exc:
+                print(f"pytest-ascend history: cannot write {path}: {exc}", file=sys.stderr)
+                return 2
+    return 1 if args.fail_on_regression and history.regressions else 0
 
 
 if __name__ == "__main__":

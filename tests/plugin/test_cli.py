@@ -1,4 +1,4 @@
-"""The console script exists and says what it is."""
+"""The console script exists, says what it is, and rejects what it does not know."""
 
 import pytest
 
@@ -7,11 +7,18 @@ from pytest_ascend.cli import main
 
 def test_prints_help_and_succeeds(capsys):
     assert main([]) == 0
-    assert "usage: pytest-ascend" in capsys.readouterr().out
+    assert "history" in capsys.readouterr().out
 
 
 def test_unknown_subcommand_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["history"])
+        main(["hisotry"])
     assert exit_info.value.code == 2
-    assert "unrecognized arguments: history" in capsys.readouterr().err
+    assert "invalid choice: 'hisotry'" in capsys.readouterr().err
+
+
+def test_bad_threshold_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["history", "--min-change", "lots"])
+    assert exit_info.value.code == 2
+    assert "'lots' is not a number" in capsys.readouterr().err

@@ -1,0 +1,309 @@
+"""Benchmark histories across CANN (or any environment) versions, with a noise-aware gate.
+
+pytest-benchmark's `--benchmark-compare-fail` compares one run with one other by a fixed
+percentage and only for time; asv tracks commits. The nightly question here is different:
+did the new CANN / driver / torch_npu make anything slower? So runs are grouped by a
+machine_info key (`ascend.cann` by default), never across device kinds, device models,
+models, dtypes or smoke-vs-hardware (those form separate contexts, listed side by side),
+and each metric's change between groups is judged against the noise the runs themselves
+show.
+
+The regression rule (docs/history.md explains the choice): a metric regressed when it moved
+in its bad direction by more than max(min_change, noise_factor x noise), where noise is the
+mean of the two groups' relative interquartile ranges (rounds pooled across the group's
+runs for time; one value per run for extra_info metrics, whose within-run variation is
+already summarised in them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from pytest_ascend.stats import percentile
+
+DEFAULT_GROUP_BY = "ascend.cann"
+DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction")
+# Runs are only compared within one context: same hardware, model, dtype, smoke or not.
+CONTEXT_KEYS = ("ascend.device_kind", "ascend.device_name", "ascend.model", "ascend.dtype",
+                "ascend.smoke")
+_HIGHER_IS_BETTER = re.compile(
+    r"(_per_s|_fraction|_gb_s|_tflops|speedup|scaling_vs_batch1|hit_rate|acceptance_rate|"
+    r"tokens_saved|mean_accepted_length)$"
+)
+
+
+class HistoryError(RuntimeError):
+    """Nothing usable to compare (exit 2); the message says why in one line."""
+
+
+def higher_is_better(metric: str) -> bool:
+    """Throughputs, rates, fractions of a limit and speedups; everything else (times,
+    latencies, memory) is better lower."""
+    return bool(_HIGHER_IS_BETTER.search(metric))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest-benchmark JSON file written by a pytest-ascend session."""
+
+    path: Path
+    datetime: str
+    machine_info: dict
+    benchmarks: list
+
+    def lookup(self, dotted: str) -> Any:
+        """A machine_info value by dotted key (`ascend.cann`); None when absent."""
+        value: Any = self.machine_info
+        for part in dotted.split("."):
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+def load_runs(storage: Optional[Path], json_files: Iterable[Path] = ()) -> tuple[list[Run],
+                                                                                  list[Skipped]]:
+    """Every pytest-ascend run under `storage` (recursively) and in `json_files`.
+
+    A file that is not JSON, not pytest-benchmark output or not from pytest-ascend (no
+    `ascend` block in machine_info) is skipped with its reason; nothing is written.
+    """
+    paths: list[Path] = []
+    if storage is not None:
+        if not storage.is_dir():
+            raise HistoryError(f"benchmark storage {storage} is not a directory; pass "
+                               f"--storage PATH (pytest --benchmark-storage) or --json FILE")
+        paths += sorted(storage.rglob("*.json"))
+    for path in json_files:
+        if not path.is_file():
+            raise HistoryError(f"--json {path}: no such file")
+        paths.append(path)
+    runs, skipped = [], []
+    for path in paths:
+        run = _read_run(path)
+        if isinstance(run, Skipped):
+            skipped.append(run)
+        else:
+            runs.append(run)
+    return runs, skipped
+
+
+def _read_run(path: Path) -> Any:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return Skipped(path, f"unreadable: {exc}")
+    except json.JSONDecodeError as exc:
+        return Skipped(path, f"not JSON ({exc.msg} at line {exc.lineno})")
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or \
+            not isinstance(data.get("machine_info"), dict):
+        return Skipped(path, "not pytest-benchmark output (no benchmarks / machine_info)")
+    if not isinstance(data["machine_info"].get("ascend"), dict):
+        return Skipped(path, "no ascend block in machine_info (not a pytest-ascend run)")
+    return Run(path, str(data.get("datetime") or ""), data["machine_info"], data["benchmarks"])
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """One metric of one benchmark in one group: its samples and their quartiles."""
+
+    samples: tuple[float, ...]
+    runs: int
+    within_run_noise: float  # mean relative IQR of the rounds inside each run
+
+    @property
+    def median(self) -> float:
+        return percentile(self.samples, 50)
+
+    @property
+    def q1(self) -> float:
+        return percentile(self.samples, 25)
+
+    @property
+    def q3(self) -> float:
+        return percentile(self.samples, 75)
+
+    @property
+    def noise(self) -> float:
+        """Relative spread: IQR / median of the samples, or of the rounds within runs."""
+        between = (self.q3 - self.q1) / abs(self.median) if self.median else 0.0
+        return max(between, self.within_run_noise)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    benchmark: str
+    metric: str
+    group: str
+    baseline: str
+    change: float  # relative change of the median, (group - baseline) / baseline
+    threshold: float
+    higher_is_better: bool
+
+    @property
+    def worse(self) -> bool:
+        return self.change < 0 if self.higher_is_better else self.change > 0
+
+    @property
+    def verdict(self) -> str:
+        if abs(self.change) <= self.threshold:
+            return "same"
+        return "regression" if self.worse else "improvement"
+
+
+@dataclass
+class ContextHistory:
+    """The runs of one context (hardware, model, dtype, smoke), grouped and compared."""
+
+    context: dict
+    groups: list[str]  # oldest first
+    runs: dict  # group -> list of Run
+    stats: dict = field(default_factory=dict)  # (benchmark, metric) -> {group: GroupStats}
+    comparisons: list = field(default_factory=list)
+
+    def label(self) -> str:
+        c = self.context
+        kind = "smoke run" if c.get("ascend.smoke") else "hardware run"
+        return (f"{c.get('ascend.device_kind')} {c.get('ascend.device_name')} | model "
+                f"{c.get('ascend.model')} | {c.get('ascend.dtype')} | {kind}")
+
+
+@dataclass
+class History:
+    group_by: str
+    metrics: tuple
+    contexts: list
+    skipped: list
+
+    @property
+    def regressions(self) -> list:
+        return [c for ctx in self.contexts for c in ctx.comparisons if c.verdict == "regression"]
+
+
+def build_history(
+    runs: list[Run],
+    *,
+    group_by: str = DEFAULT_GROUP_BY,
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    baseline: Optional[str] = None,
+    min_change: float = 0.15,
+    noise_factor: float = 3.0,
+    skipped: Optional[list] = None,
+) -> History:
+    """Group `runs` by `group_by` within each context and compare every group with its
+    baseline (`baseline`, else the group before it)."""
+    if not runs:
+        raise HistoryError("no pytest-ascend benchmark runs found: save some with pytest "
+                           "--benchmark-autosave (or --benchmark-json) first")
+    metrics = tuple(metrics)
+    by_context: dict = {}
+    for run in runs:
+        key = tuple((k, run.lookup(k)) for k in CONTEXT_KEYS if k != group_by)
+        by_context.setdefault(key, []).append(run)
+    contexts = [_context_history(dict(key), members, group_by, metrics, baseline, min_change,
+                                 noise_factor) for key, members in by_context.items()]
+    if baseline is not None and not any(baseline in c.groups for c in contexts):
+        known = sorted({g for c in contexts for g in c.groups})
+        raise HistoryError(f"--baseline {baseline!r} is not a group; the groups by {group_by} "
+                           f"are: {', '.join(known)}")
+    return History(group_by, metrics, contexts, list(skipped or []))
+
+
+def group_name(run: Run, group_by: str) -> str:
+    value = run.lookup(group_by)
+    return "unknown" if value is None else str(value)
+
+
+def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tuple,
+                     baseline: Optional[str], min_change: float,
+                     noise_factor: float) -> ContextHistory:
+    grouped: dict = {}
+    for run in sorted(runs, key=lambda r: (r.datetime, str(r.path))):
+        grouped.setdefault(group_name(run, group_by), []).append(run)
+    groups = list(grouped)  # insertion order = first run's date: oldest first
+    history = ContextHistory(context, groups, grouped)
+    names = sorted({b.get("fullname") or b.get("name") for r in runs for b in r.benchmarks})
+    for name in names:
+        for metric in metrics:
+            per_group = {g: s for g in groups
+                         if (s := _group_stats(grouped[g], name, metric)) is not None}
+            if per_group:
+                history.stats[(name, metric)] = per_group
+    for (name, metric), per_group in history.stats.items():
+        for index, group in enumerate(groups):
+            base = baseline if baseline is not None else (groups[index - 1] if index else None)
+            if base is None or base == group or base not in per_group or group not in per_group:
+                continue
+            history.comparisons.append(_compare(name, metric, group, base, per_group[group],
+                                                per_group[base], min_change, noise_factor))
+    return history
+
+
+def _group_stats(runs: list[Run], name: str, metric: str) -> Optional[GroupStats]:
+    samples: list[float] = []
+    within: list[float] = []
+    present = 0
+    for run in runs:
+        bench = next((b for b in run.benchmarks if (b.get("fullname") or b.get("name")) == name),
+                     None)
+        if bench is None:
+            continue
+        values, noise = _metric_samples(bench, metric)
+        if values:
+            present += 1
+            samples += values
+            if noise is not None:
+                within.append(noise)
+    if not samples:
+        return None
+    return GroupStats(tuple(samples), present, sum(within) / len(within) if within else 0.0)
+
+
+def _metric_samples(bench: dict, metric: str) -> tuple[list[float], Optional[float]]:
+    """A benchmark's values of `metric`, with the relative spread of its rounds.
+
+    `time` gives its rounds' times in seconds when the run kept them (then their spread is
+    in the samples themselves), else their median. An extra_info metric is one value per
+    run, computed from the same rounds, so those rounds' spread stands for its noise.
+    """
+    stats = bench.get("stats") or {}
+    data = stats.get("data")
+    if metric == "time" and data:
+        return [float(x) for x in data], None
+    if metric == "time":
+        value = stats.get("median")
+    else:
+        value = (bench.get("extra_info") or {}).get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return [], None
+    return [float(value)], _round_noise(stats)
+
+
+def _round_noise(stats: dict) -> Optional[float]:
+    """Relative IQR of a benchmark's rounds: from the saved rounds, else from its summary."""
+    data = stats.get("data")
+    if data and len(data) > 1:
+        middle = percentile(data, 50)
+        return (percentile(data, 75) - percentile(data, 25)) / middle if middle else None
+    median, iqr = stats.get("median"), stats.get("iqr")
+    if isinstance(median, (int, float)) and median and isinstance(iqr, (int, float)):
+        return float(iqr) / float(median)
+    return None
+
+
+def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, then: GroupStats,
+             min_change: float, noise_factor: float) -> Comparison:
+    change = (now.median - then.median) / abs(then.median) if then.median else 0.0
+    noise = (now.noise + then.noise) / 2
+    return Comparison(name, metric, group, base, change, max(min_change, noise_factor * noise),
+                      higher_is_better(metric))

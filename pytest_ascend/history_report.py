@@ -1,0 +1,215 @@
+"""Renderings of a History: a console table, markdown (for a nightly job to post), JSON,
+a PNG plot and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from pytest_ascend.history import Comparison, ContextHistory, GroupStats, History
+
+
+def _scale(metric: str) -> tuple[float, str]:
+    """pytest-benchmark stores time in seconds; it is shown in milliseconds."""
+    return (1e3, "time (ms)") if metric == "time" else (1.0, metric)
+
+
+def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Comparison]) -> str:
+    if stats is None:
+        return "-"
+    factor, _ = _scale(metric)
+    text = _fmt(stats.median * factor)
+    if len(stats.samples) > 1:  # half the interquartile range
+        text += f" ±{_fmt((stats.q3 - stats.q1) * factor / 2)}"
+    if comparison is not None:
+        text += f" {comparison.change:+.1%}"
+        if comparison.verdict != "same":
+            text += f" {comparison.verdict.upper()} (>{comparison.threshold:.0%})"
+    return text
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or math.isnan(value):
+        return f"{value:g}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _rows(ctx: ContextHistory) -> list[tuple[str, str, list[str]]]:
+    found = {(c.benchmark, c.metric, c.group): c for c in ctx.comparisons}
+    rows = []
+    for (name, metric), per_group in ctx.stats.items():
+        cells = [_cell(per_group.get(g), metric, found.get((name, metric, g))) for g in ctx.groups]
+        rows.append((name, _scale(metric)[1], cells))
+    return rows
+
+
+def _group_header(ctx: ContextHistory) -> list[str]:
+    return [f"{g} ({len(ctx.runs[g])} run{'s' if len(ctx.runs[g]) != 1 else ''})"
+            for g in ctx.groups]
+
+
+def render_table(history: History) -> str:
+    out = []
+    for ctx in history.contexts:
+        out.append(f"== {ctx.label()} | grouped by {history.group_by}, oldest first")
+        header = ["benchmark", "metric", *_group_header(ctx)]
+        rows = [[name, metric, *cells] for name, metric, cells in _rows(ctx)]
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            out.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        out.append("")
+    out += _summary_lines(history)
+    return "\n".join(out)
+
+
+def render_markdown(history: History) -> str:
+    out = []
+    for ctx in history.contexts:
+        out.append(f"### {ctx.label()}\n\nGrouped by `{history.group_by}`, oldest first.\n")
+        header = ["benchmark", "metric", *_group_header(ctx)]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for name, metric, cells in _rows(ctx):
+            out.append("| " + " | ".join([f"`{name}`", metric, *cells]) + " |")
+        out.append("")
+    out += [f"- {line}" for line in _summary_lines(history)]
+    return "\n".join(out)
+
+
+def render_json(history: History) -> str:
+    return json.dumps(history_dict(history), indent=2, ensure_ascii=False)
+
+
+def history_dict(history: History) -> dict[str, Any]:
+    def stats(s: GroupStats) -> dict:
+        return {"median": s.median, "q1": s.q1, "q3": s.q3, "noise": s.noise, "runs": s.runs,
+                "samples": len(s.samples)}
+
+    return {
+        "group_by": history.group_by,
+        "metrics": list(history.metrics),
+        "contexts": [
+            {
+                "context": ctx.context,
+                "groups": ctx.groups,
+                "runs": {g: [str(r.path) for r in runs] for g, runs in ctx.runs.items()},
+                "benchmarks": [
+                    {"benchmark": name, "metric": metric,
+                     "groups": {g: stats(s) for g, s in per_group.items()}}
+                    for (name, metric), per_group in ctx.stats.items()
+                ],
+                "comparisons": [
+                    {"benchmark": c.benchmark, "metric": c.metric, "group": c.group,
+                     "baseline": c.baseline, "change": c.change, "threshold": c.threshold,
+                     "higher_is_better": c.higher_is_better, "verdict": c.verdict}
+                    for c in ctx.comparisons
+                ],
+            }
+            for ctx in history.contexts
+        ],
+        "regressions": len(history.regressions),
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in history.skipped],
+    }
+
+
+def _summary_lines(history: History) -> list[str]:
+    lines = [f"{len(history.regressions)} regression(s)"]
+    lines += [f"REGRESSION {c.benchmark} {c.metric}: {c.change:+.1%} in {c.group} vs "
+              f"{c.baseline} (threshold {c.threshold:.1%})" for c in history.regressions]
+    if len(history.contexts) > 1:
+        lines.append(f"{len(history.contexts)} contexts (device / model / dtype / smoke) are "
+                     f"listed separately, never merged")
+    return lines
+
+
+def write_plot(history: History, path: Path) -> None:
+    _write_new(path, plot_png(history))
+
+
+def plot_png(history: History) -> bytes:
+    """One panel per metric: each benchmark's median per group (oldest to newest, in its
+    context) with interquartile bars; regressions marked with a red ring."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in history.metrics
+               if any(metric == m for ctx in history.contexts for (_, metric) in ctx.stats)]
+    if not metrics:
+        raise ValueError("nothing to plot: none of the metrics is in these runs")
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), squeeze=False)
+    bad = {(c.benchmark, c.metric, c.group) for c in history.regressions}
+    names = sorted({name for ctx in history.contexts for (name, _) in ctx.stats})
+    palette = plt.get_cmap("tab20")
+    colour = {name: palette(i % 20) for i, name in enumerate(names)}  # same in every panel
+    for ax, metric in zip(axes[:, 0], metrics):
+        factor, label = _scale(metric)
+        for ctx in history.contexts:
+            for (name, m), per_group in ctx.stats.items():
+                if m != metric:
+                    continue
+                xs = [g for g in ctx.groups if g in per_group]
+                ys = [per_group[g].median * factor for g in xs]
+                low = [(per_group[g].median - per_group[g].q1) * factor for g in xs]
+                high = [(per_group[g].q3 - per_group[g].median) * factor for g in xs]
+                ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3,
+                            label=_short(name), linewidth=1, color=colour[name])
+                for x, y in zip(xs, ys):
+                    if (name, metric, x) in bad:
+                        ax.plot([x], [y], "o", markersize=12, markerfacecolor="none",
+                                markeredgecolor="red")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} by {history.group_by}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_html(history: History, path: Path) -> None:
+    """A self-contained page: the tables, and the plot embedded as a data URI."""
+    try:
+        png = base64.b64encode(plot_png(history)).decode()
+        plot = f'<img alt="history plot" src="data:image/png;base64,{png}">'
+    except ValueError:  # no metric to plot: the tables say so
+        plot = ""
+    tables = []
+    for ctx in history.contexts:
+        header = "".join(f"<th>{html.escape(h)}</th>"
+                         for h in ["benchmark", "metric", *_group_header(ctx)])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in [name, metric, *cells]) +
+            "</tr>"
+            for name, metric, cells in _rows(ctx))
+        tables.append(f"<h2>{html.escape(ctx.label())}</h2><table><tr>{header}</tr>{body}"
+                      f"</table>")
+    summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(history))
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>pytest-ascend history</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style></head><body>"
+        f"<h1>pytest-ascend history by {html.escape(history.group_by)}</h1>"
+        f"<ul>{summary}</ul>{''.join(tables)}{plot}</body></html>"
+    )
+    _write_new(path, page.encode())
+
+
+def _short(name: str) -> str:
+    return name.split("::")[-1]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Written beside the target and renamed into place: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

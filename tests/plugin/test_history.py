@@ -1,0 +1,191 @@
+"""`pytest-ascend history` on real pytest-benchmark output of the tiny perf suite: runs
+relabelled as CANN versions, regressions planted in copies, corrupt and foreign files mixed
+in. The gate must flag exactly what was planted."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_ascend.cli import main
+
+PERF_SUITE = Path(__file__).resolve().parents[1] / "perf"
+SHORT_QA = "tests/perf/test_single_request.py::test_single_request_latency[short_qa]"
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory, shared_cache):
+    """Two real runs of the single-request benchmarks, rounds kept, as pytest-benchmark
+    stored them."""
+    storage = tmp_path_factory.mktemp("storage")
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "npu",
+             str(PERF_SUITE / "test_single_request.py"), "--benchmark-autosave",
+             "--benchmark-save-data", f"--benchmark-storage=file://{storage}",
+             "--ascend-cache", str(shared_cache)],
+            capture_output=True, text=True, cwd=PERF_SUITE.parents[1], timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:]
+    runs = sorted(storage.rglob("*.json"))
+    assert len(runs) == 2
+    return [json.loads(p.read_text()) for p in runs]
+
+
+def relabel(run, directory, cann, **edits):
+    """A copy of `run` as if measured under CANN `cann`, with `metric=factor` edits applied
+    to the short_qa benchmark (`time` scales its rounds and summary)."""
+    data = copy.deepcopy(run)
+    data["machine_info"]["ascend"]["cann"] = cann
+    bench = next(b for b in data["benchmarks"] if b["fullname"] == SHORT_QA)
+    for metric, factor in edits.items():
+        if metric == "time":
+            stats = bench["stats"]
+            stats["data"] = [x * factor for x in stats["data"]]
+            for key in ("min", "max", "mean", "median", "q1", "q3", "iqr"):
+                stats[key] *= factor
+        else:
+            bench["extra_info"][metric] *= factor
+    directory.mkdir(exist_ok=True)
+    path = directory / f"run-{cann}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def history(capsys, *args):
+    code = main(["history", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def regressions(capsys, storage, *extra):
+    code, out, _ = history(capsys, "--storage", storage, "--format", "json",
+                           "--fail-on-regression", *extra)
+    report = json.loads(out)
+    found = {(c["benchmark"], c["metric"]) for ctx in report["contexts"]
+             for c in ctx["comparisons"] if c["verdict"] == "regression"}
+    return code, found, report
+
+
+def test_a_30_percent_tpot_slowdown_fails_the_gate(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    relabel(real_runs[0], tmp_path, "8.1.RC1", tpot_ms=1.3, time=1.3)
+    code, found, _ = regressions(capsys, tmp_path)
+    assert code == 1
+    assert found == {(SHORT_QA, "tpot_ms"), (SHORT_QA, "time")}
+
+
+def test_a_2_percent_change_is_noise_and_passes(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    relabel(real_runs[0], tmp_path, "8.1.RC1", tpot_ms=1.02, time=1.02)
+    code, found, _ = regressions(capsys, tmp_path)
+    assert code == 0 and not found
+
+
+def test_two_real_runs_under_different_labels_do_not_regress(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    relabel(real_runs[1], tmp_path, "8.1.RC1")
+    code, found, report = regressions(capsys, tmp_path)
+    assert report["contexts"][0]["groups"] == ["8.0.RC2", "8.1.RC1"]
+    assert code == 0, f"run-to-run noise flagged as regressions: {found}"
+
+
+def test_direction_matters_for_throughput(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    relabel(real_runs[0], tmp_path, "8.1.RC1", output_tokens_per_s=0.7, roofline_fraction=1.3)
+    code, found, report = regressions(capsys, tmp_path)
+    assert found == {(SHORT_QA, "output_tokens_per_s")}
+    verdicts = {c["metric"]: c["verdict"] for c in report["contexts"][0]["comparisons"]
+                if c["benchmark"] == SHORT_QA}
+    assert verdicts["roofline_fraction"] == "improvement" and code == 1
+
+
+def test_baseline_and_group_order(real_runs, tmp_path, capsys):
+    for i, cann in enumerate(["8.0.RC2", "8.1.RC1", "8.2.RC1"]):
+        run = copy.deepcopy(real_runs[0])
+        run["datetime"] = f"2026-11-0{i + 1}T00:00:00"
+        relabel(run, tmp_path, cann, tpot_ms=1.3 if cann == "8.1.RC1" else 1.0)
+    code, found, report = regressions(capsys, tmp_path)
+    assert report["contexts"][0]["groups"] == ["8.0.RC2", "8.1.RC1", "8.2.RC1"]
+    assert found == {(SHORT_QA, "tpot_ms")} and code == 1  # 8.1 vs 8.0; 8.2 improved on 8.1
+    code, found, _ = regressions(capsys, tmp_path, "--baseline", "8.2.RC1")
+    assert code == 1 and found == {(SHORT_QA, "tpot_ms")}  # 8.1 is worse than 8.2 too
+
+
+def test_smoke_runs_never_merge_with_hardware_runs(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    hardware = copy.deepcopy(real_runs[0])
+    hardware["machine_info"]["ascend"].update(smoke=False, device_kind="npu",
+                                              device_name="Ascend910B2")
+    relabel(hardware, tmp_path / "hw", "8.1.RC1", tpot_ms=2.0)
+    code, found, report = regressions(capsys, tmp_path)
+    assert len(report["contexts"]) == 2 and code == 0 and not found
+    code, out, _ = history(capsys, "--storage", tmp_path)
+    assert "smoke run" in out and "hardware run" in out and "listed separately" in out
+
+
+def test_corrupt_and_foreign_files_are_reported_and_skipped(real_runs, tmp_path, capsys):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    relabel(real_runs[1], tmp_path, "8.1.RC1")
+    (tmp_path / "truncated.json").write_text('{"benchmarks": [')
+    (tmp_path / "other-project.json").write_text(json.dumps({"machine_info": {},
+                                                             "benchmarks": []}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, err = history(capsys, "--storage", tmp_path)
+    assert code == 0 and "8.1.RC1" in out
+    assert "truncated.json: not JSON" in err
+    assert "other-project.json: no ascend block" in err
+    assert "list.json: not pytest-benchmark output" in err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # only read
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no pytest-ascend benchmark runs found"),
+    (lambda d: (d / "x.json").write_text("nope"), "no pytest-ascend benchmark runs found"),
+])
+def test_nothing_to_compare_exits_2(tmp_path, capsys, setup, message):
+    setup(tmp_path)
+    code, _, err = history(capsys, "--storage", tmp_path)
+    assert code == 2 and message in err
+
+
+def test_missing_storage_and_unknown_baseline_exit_2(real_runs, tmp_path, capsys):
+    code, _, err = history(capsys, "--storage", tmp_path / "nowhere")
+    assert code == 2 and "is not a directory" in err
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    code, _, err = history(capsys, "--storage", tmp_path, "--baseline", "7.0")
+    assert code == 2 and "--baseline '7.0' is not a group" in err and "8.0.RC2" in err
+
+
+def test_group_by_another_key_and_json_files(real_runs, tmp_path, capsys):
+    first = relabel(real_runs[0], tmp_path, "8.0.RC2")
+    data = json.loads(first.read_text())
+    data["machine_info"]["ascend"]["torch_npu"] = "2.5.1"
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(data))
+    code, out, _ = history(capsys, "--json", first, "--json", second, "--group-by",
+                           "ascend.torch_npu", "--format", "markdown")
+    assert code == 0 and "| unknown (1 run) | 2.5.1 (1 run) |" in out
+
+
+def test_plot_and_html_show_the_groups(real_runs, tmp_path, capsys):
+    storage = tmp_path / "s"
+    relabel(real_runs[0], storage, "8.0.RC2")
+    relabel(real_runs[1], storage, "8.1.RC1", tpot_ms=1.5)
+    code, _, _ = history(capsys, "--storage", storage, "--plot", tmp_path / "h.png",
+                         "--html", tmp_path / "h.html")
+    assert code == 0  # no --fail-on-regression: report only
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "h.html").read_text()
+    assert "data:image/png;base64," in page and "8.1.RC1" in page and "REGRESSION" in page
+
+
+def test_python_m_entry_point(real_runs, tmp_path):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    proc = subprocess.run([sys.executable, "-m", "pytest_ascend", "history", "--storage",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "8.0.RC2 (1 run)" in proc.stdout
