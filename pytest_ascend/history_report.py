@@ -54,14 +54,19 @@ def _group_header(ctx: ContextHistory) -> list[str]:
 
 
 def render_table(history: History) -> str:
+    """Per context, one table per benchmark: a row per metric, a column per group."""
     out = []
     for ctx in history.contexts:
         out.append(f"== {ctx.label()} | grouped by {history.group_by}, oldest first")
-        header = ["benchmark", "metric", *_group_header(ctx)]
-        rows = [[name, metric, *cells] for name, metric, cells in _rows(ctx)]
-        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            out.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        by_benchmark: dict = {}
+        for name, metric, cells in _rows(ctx):
+            by_benchmark.setdefault(name, []).append([metric, *cells])
+        for name, rows in by_benchmark.items():
+            header = ["metric", *_group_header(ctx)]
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            out.append(f"\n{name}")
+            for row in [header, *rows]:
+                out.append("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
         out.append("")
     out += _summary_lines(history)
     return "\n".join(out)
