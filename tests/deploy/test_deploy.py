@@ -1,0 +1,124 @@
+"""Serving configuration from facts and the SGLang launch script generated from it."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pytest_ascend.deploy import (
+    DeployError,
+    check_sglang_flags,
+    launch_command,
+    launch_script,
+    parameter_count,
+    serving_config,
+)
+
+pytestmark = pytest.mark.npu
+
+# Qwen2.5-14B-Instruct's published config.json (the fields the arithmetic uses).
+QWEN25_14B = {
+    "model_type": "qwen2", "hidden_size": 5120, "intermediate_size": 13824,
+    "num_attention_heads": 40, "num_key_value_heads": 8, "num_hidden_layers": 48,
+    "vocab_size": 152064, "tie_word_embeddings": False, "max_position_embeddings": 32768,
+}
+KV_PER_TOKEN = 2 * 48 * 8 * 128 * 2  # 192 KiB in float16
+WEIGHTS = 14.77e9 * 2
+
+
+def test_qwen25_14b_parameter_count_is_the_published_one():
+    assert parameter_count(QWEN25_14B) == pytest.approx(14.77e9, rel=0.002)
+
+
+def test_qwen25_14b_on_a_64gb_device_matches_hand_arithmetic():
+    config = serving_config(QWEN25_14B, 64 * 10**9, context_len=32768)
+    hand = (64e9 - WEIGHTS) / KV_PER_TOKEN  # ~175k tokens
+    assert config.tp_size == 1
+    assert config.max_total_tokens == pytest.approx(hand, rel=0.05)
+    assert config.max_running_requests == config.max_total_tokens // 32768 == 5
+    assert config.mem_fraction_static * 64e9 - WEIGHTS == pytest.approx(
+        config.max_total_tokens * KV_PER_TOKEN, rel=1e-3)  # SGLang's own pool arithmetic
+
+
+def test_qwen25_14b_on_a_32gb_device_needs_two():
+    config = serving_config(QWEN25_14B, 32 * 10**9, context_len=32768)
+    hand = (32e9 - WEIGHTS / 2) / (KV_PER_TOKEN / 2)  # weights and KV heads split in two
+    assert config.tp_size == 2
+    assert config.kv_bytes_per_token_per_device == KV_PER_TOKEN // 2
+    assert config.max_total_tokens == pytest.approx(hand, rel=0.05)
+
+
+def test_a_model_that_fits_nowhere_says_what_would_help():
+    with pytest.raises(DeployError, match="do not fit 8 devices of 2.0 GB.*shorter"):
+        serving_config(QWEN25_14B, 2 * 10**9, context_len=32768)
+
+
+def test_config_from_the_session_models_measured_facts(model_under_test, npu_device):
+    """The config's weight arithmetic is the loaded model's, and its pool fits the memory that
+    was free before loading."""
+    config_json = model_under_test.model.config.to_dict()
+    assert parameter_count(config_json) == model_under_test.parameters
+    free = model_under_test.memory_before.free
+    if free is None:
+        pytest.skip("this device reports no free memory (torch_npu 5.0.x has no mem_get_info)")
+    config = serving_config(config_json, free, context_len=4096, dtype=model_under_test.dtype)
+    assert config.weight_bytes == model_under_test.weight_bytes
+    used = config.weight_bytes_per_device + config.max_total_tokens * \
+        config.kv_bytes_per_token_per_device + config.reserve_bytes
+    assert used <= free
+
+
+def _script(path, **kwargs):
+    config = serving_config(QWEN25_14B, 64 * 10**9, context_len=8192)
+    return launch_script(config, path, device=kwargs.pop("device", "npu"), **kwargs)
+
+
+def test_script_binds_localhost_and_passes_bash_n_and_shellcheck(tmp_path):
+    script = tmp_path / "launch.sh"
+    script.write_text(_script("/models/Qwen2.5-14B-Instruct"))
+    assert "--host 127.0.0.1" in script.read_text()
+    assert "--device npu" in script.read_text() and "--attention-backend ascend" in script.read_text()
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); bash -n passed")
+    check = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_an_injection_in_the_model_path_stays_inert(tmp_path):
+    marker = tmp_path / "pwned"
+    path = f"/models/x$(touch {marker})`touch {marker}`;touch {marker} 'q\"x"
+    script = tmp_path / "launch.sh"
+    script.write_text(_script(path, host="0.0.0.0"))
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    seen = tmp_path / "argv"
+    (fake_bin / "python").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\n')
+    (fake_bin / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    subprocess.run(["bash", str(script)], check=True, env=env)
+    assert not marker.exists()
+    args = seen.read_text().splitlines()
+    assert args[args.index("--model-path") + 1] == path  # arrived as one literal argument
+    assert args[args.index("--host") + 1] == "0.0.0.0"  # only because it was asked for
+
+
+def test_flags_are_checked_against_sglangs_arguments():
+    check_sglang_flags(["--model-path", "m", "--tp-size", "2", "--device", "npu"])
+    with pytest.raises(DeployError, match="--tensor-paralel"):
+        check_sglang_flags(["--model-path", "m", "--tensor-paralel", "2"])
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("npu", ["--device", "npu", "--attention-backend", "ascend"]),
+    ("cuda", ["--device", "cuda"]),
+    ("cpu", ["--device", "cpu", "--attention-backend", "torch_native"]),
+])
+def test_launch_command_per_device(device, expected):
+    config = serving_config(QWEN25_14B, 80 * 10**9, context_len=8192)
+    argv = launch_command(config, "/m", device=device, port=31000)
+    joined = " ".join(argv)
+    assert argv[:3] == ["python", "-m", "sglang.launch_server"]
+    assert " ".join(expected) in joined and "--port 31000" in joined
+    assert f"--max-total-tokens {config.max_total_tokens}" in joined
