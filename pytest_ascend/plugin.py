@@ -29,6 +29,8 @@ limits_key = pytest.StashKey[Any]()  # roofline.DeviceLimits, once a test measur
 environment_key = pytest.StashKey[dict]()
 results_log_key = pytest.StashKey[Any]()  # results_log.ResultsLog, with --ascend-results-log
 sampler_key = pytest.StashKey[Any]()  # on an item: the memory.MemorySampler of its test
+server_key = pytest.StashKey[Any]()  # sglang_server.ServerProcess, when we launched one
+server_facts_key = pytest.StashKey[dict]()  # what the SGLang server said about itself
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         kwargs: dict[str, Any] = {"dest": spec.dest, "default": None}
         if spec.is_flag:
             kwargs["action"] = "store_true"
+        elif spec.is_list:
+            kwargs.update(action="append", metavar=spec.metavar)
         else:
             kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.choices) + "}"
         group.addoption(spec.flag, help=f"{spec.help} {sources}", **kwargs)
@@ -82,6 +86,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if not any(_needs_plan(item) for item in items):
         return
+    # Tests on a live SGLang server run last: a launched server holds device memory (and on
+    # a CPU its scheduler busy-polls a core) until the session ends, and must not disturb
+    # the timings and memory figures of everything else.
+    items.sort(key=lambda item: "sglang_server" in getattr(item, "fixturenames", ()))
     plan = _plan(config, announce=True)
     for item in items:
         slow = item.get_closest_marker("slow")
@@ -123,6 +131,9 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Op
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Each finished test (and any setup/teardown that did not pass) into the results log."""
     report = yield
+    server = item.config.stash.get(server_key, None)
+    if report.failed and server is not None and "sglang_server" in item.fixturenames:
+        report.sections.append(("SGLang server log (tail)", server.log_tail()))
     log = item.config.stash.get(results_log_key, None)
     if log is not None and (report.when == "call" or not report.passed):
         log.write(
@@ -208,10 +219,12 @@ def _ascend_block(config: pytest.Config) -> Optional[dict]:
     plan = config.stash.get(plan_key, None)
     if plan is None:
         return None
-    return ascend_block(
+    block = ascend_block(
         plan, _environment(config, plan.device), config.stash.get(model_key, None),
         config.stash.get(limits_key, None),
     )
+    block["sglang_server"] = config.stash.get(server_facts_key, None)
+    return block
 
 
 def _environment(config: pytest.Config, device: Any) -> dict:
@@ -344,6 +357,76 @@ def memory_sampler(request: pytest.FixtureRequest, npu_device: Any,
     request.node.stash[sampler_key] = sampler
     yield sampler
     sampler.stop()
+
+
+@pytest.fixture(scope="session")
+def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
+                  tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An SGLangClient for the session's server: --sglang-url connects to a running one;
+    --sglang-launch starts one for the session's model on the device under test and stops
+    its whole process tree at session end (Ctrl-C and failures included)."""
+    import shlex
+    import sys
+
+    from pytest_ascend.models import ModelSpecError, resolve_model_dir
+    from pytest_ascend.sglang_server import (
+        ServerError,
+        ServerProcess,
+        SGLangClient,
+        free_port,
+        launch_argv,
+        launch_env,
+    )
+
+    settings, device = ascend_plan.settings, ascend_plan.device
+
+    def progress(message: str) -> None:
+        _write_line(pytestconfig, f"pytest-ascend: {message}")
+
+    if settings.sglang_url:
+        client = SGLangClient(settings.sglang_url)
+        if not client.healthy():
+            pytest.fail(f"--sglang-url {settings.sglang_url}: no healthy SGLang server there "
+                        f"(GET /health_generate did not answer 200)", pytrace=False)
+        pytestconfig.stash[server_facts_key] = _server_facts(client, launched=False, log=None)
+        yield client
+        return
+    try:
+        model_dir = resolve_model_dir(settings.model, settings.cache, progress=progress)
+    except ModelSpecError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    port = free_port()
+    argv = launch_argv(settings.sglang_python or sys.executable, model_dir,
+                       device_kind=device.kind, dtype=ascend_plan.dtype, port=port,
+                       extra_args=settings.sglang_args)
+    log = tmp_path_factory.mktemp("sglang") / "server.log"
+    server = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(device.kind),
+                           timeout_s=settings.sglang_timeout, progress=progress)
+    progress(f"launching SGLang (log {log}): {shlex.join(argv)}")
+    try:
+        server.__enter__()
+    except ServerError as exc:
+        pytest.fail(f"--sglang-launch: {exc}", pytrace=False)
+    pytestconfig.stash[server_key] = server
+    try:
+        client = SGLangClient(server.base_url)
+        pytestconfig.stash[server_facts_key] = _server_facts(client, launched=True, log=log)
+        yield client
+    finally:
+        server.stop()
+        progress("SGLang server stopped")
+
+
+def _server_facts(client: Any, launched: bool, log: Any) -> dict:
+    """What the server says it is, for the report: version, model, and its arguments."""
+    info = client.server_info()
+    return {
+        "url": client.base_url, "launched": launched, "log": None if log is None else str(log),
+        "version": info.get("version"),
+        "model_path": info.get("model_path"),
+        "server_args": {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))},
+        "model_info": client.model_info(),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ values over; this module only validates and combines them.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -42,6 +43,7 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     metavar: Optional[str] = None
     is_seconds: bool = False  # a positive number of seconds
+    is_list: bool = False  # repeatable flag; env var and ini key hold a shell-quoted list
 
     @property
     def ini(self) -> str:
@@ -117,6 +119,41 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_seconds=True,
     ),
     OptionSpec(
+        "sglang_url",
+        "--sglang-url",
+        "base URL of a running SGLang server to test (tests marked sglang)",
+        metavar="URL",
+    ),
+    OptionSpec(
+        "sglang_launch",
+        "--sglang-launch",
+        "start an SGLang server for the session's model on the device under test "
+        "(127.0.0.1, a free port; stopped with its whole process tree at session end)",
+        is_flag=True,
+    ),
+    OptionSpec(
+        "sglang_arg",
+        "--sglang-arg",
+        "extra argument for the launched server, repeatable: --sglang-arg=--tp-size "
+        "--sglang-arg=2 (env/ini: one shell-quoted string)",
+        metavar="ARG",
+        is_list=True,
+    ),
+    OptionSpec(
+        "sglang_python",
+        "--sglang-python",
+        "Python interpreter that has sglang installed, for --sglang-launch "
+        "(default: the one running pytest)",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "sglang_timeout",
+        "--sglang-timeout",
+        "seconds to wait for a launched server to become healthy (default: 600)",
+        metavar="SECONDS",
+        is_seconds=True,
+    ),
+    OptionSpec(
         "results_log",
         "--ascend-results-log",
         "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
@@ -140,6 +177,11 @@ class AscendSettings:
     results_log: Optional[Path] = None
     expect_spec_speedup: bool = False
     memory_interval: float = 0.05
+    sglang_url: Optional[str] = None
+    sglang_launch: bool = False
+    sglang_args: tuple[str, ...] = ()
+    sglang_python: Optional[str] = None
+    sglang_timeout: float = 600.0
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -211,8 +253,17 @@ def resolve_settings(
         results_log=Path(str(results_log)).expanduser() if results_log else None,
         expect_spec_speedup=bool(values.get("expect_spec_speedup", False)),
         memory_interval=float(values.get("memory_interval", 0.05)),  # type: ignore[arg-type]
+        sglang_url=_optional_str(values.get("sglang_url")),
+        sglang_launch=bool(values.get("sglang_launch", False)),
+        sglang_args=tuple(values.get("sglang_arg", ())),  # type: ignore[arg-type]
+        sglang_python=_optional_str(values.get("sglang_python")),
+        sglang_timeout=float(values.get("sglang_timeout", 600.0)),  # type: ignore[arg-type]
         sources=sources,
     )
+
+
+def _optional_str(value: object) -> Optional[str]:
+    return None if value is None else str(value)
 
 
 def _first_given(
@@ -230,6 +281,14 @@ def _first_given(
 
 
 def _convert(spec: OptionSpec, raw: object, source: str) -> object:
+    if spec.is_list:
+        if isinstance(raw, (list, tuple)):
+            return tuple(str(item) for item in raw)
+        try:
+            return tuple(shlex.split(str(raw)))
+        except ValueError as exc:
+            raise SettingsError(f"{spec.flag}: {raw!r} from {source} is not a shell-quoted "
+                                f"list ({exc})") from None
     if spec.is_flag:
         if isinstance(raw, bool):
             return raw

@@ -20,6 +20,10 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("ascend-cache")
 
 
+# Read before any test clears the environment: the SGLang interpreter CI provides, if any.
+SGLANG_PYTHON = os.environ.get("PYTEST_ASCEND_SGLANG_PYTHON")
+
+
 @pytest.fixture(autouse=True)
 def clean_ascend_env(monkeypatch, shared_cache):
     """Inner runs see no PYTEST_ASCEND_* settings of the outer environment."""

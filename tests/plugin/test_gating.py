@@ -93,3 +93,17 @@ def test_gating_skips_before_fixtures_run(pytester):
         """
     )
     pytester.runpytest().assert_outcomes(skipped=1)
+
+
+def test_tests_on_the_sglang_server_run_last(pytester):
+    pytester.makepyfile(
+        """
+        def test_served(sglang_server):
+            pass
+
+        def test_local(npu_device):
+            pass
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*::test_local", "*::test_served"])

@@ -1,0 +1,172 @@
+"""The real SGLang server the suite launched (or was pointed at): identity, greedy agreement
+with the session's transformers model, prefix caching, speculative stats and load."""
+
+import math
+import threading
+import time
+
+import pytest
+
+from pytest_ascend.compare import TIE_MARGIN
+from pytest_ascend.generation import greedy_generate
+from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
+from pytest_ascend.stats import Percentiles
+
+pytestmark = pytest.mark.sglang
+
+NEW_TOKENS = 24
+
+
+def test_server_is_healthy_and_serves_the_sessions_model(sglang_server, ascend_plan,
+                                                          pytestconfig):
+    from pytest_ascend.plugin import _ascend_block
+
+    assert sglang_server.healthy()
+    info = sglang_server.model_info()
+    facts = _ascend_block(pytestconfig)["sglang_server"]
+    assert facts["version"], "the server did not report its version"
+    if facts["launched"]:
+        assert info["model_path"] == facts["model_path"]
+        assert ascend_plan.settings.model.split(":")[0] in info["model_path"] or \
+            facts["model_path"].endswith(info["model_path"].rsplit("/", 1)[-1])
+
+
+def _server_tokens(sglang_server, ids):
+    out = sglang_server.generate(ids, NEW_TOKENS, top_logprobs=5, ignore_eos=True)
+    return out["output_ids"], out["meta_info"]
+
+
+@pytest.mark.parametrize("name", sorted(SEED_PROMPTS))
+def test_greedy_output_matches_the_transformers_model(sglang_server, model, tokenizer,
+                                                      ascend_plan, name):
+    """Token for token, or diverging only at a near-tie on both sides (vLLM's
+    check_logprobs_close rule), after which the texts are different and not compared."""
+    prompt = chat_prompt(tokenizer, SEED_PROMPTS[name])
+    ids = tokenizer(prompt)["input_ids"]
+    server, meta = _server_tokens(sglang_server, ids)
+    local = greedy_generate(model, tokenizer, [prompt], NEW_TOKENS, ignore_eos=True)[0]
+    if server == local.tokens:
+        return
+    step = next(i for i, (a, b) in enumerate(zip(server, local.tokens)) if a != b)
+    top = {tok: lp for lp, tok, *_ in meta["output_top_logprobs"][step]}
+    local_lp = local.logits[step].double().log_softmax(-1)
+    margin_local = float(local_lp[local.tokens[step]] - local_lp[server[step]])
+    margin_server = top[server[step]] - top.get(local.tokens[step], -math.inf)
+    tolerance = TIE_MARGIN[ascend_plan.dtype]
+    assert margin_local <= tolerance and margin_server <= tolerance, (
+        f"{name}: server and transformers diverge at token {step} beyond a near-tie "
+        f"(margins {margin_local:.3g} / {margin_server:.3g}, tolerance {tolerance})")
+
+
+def _streamed_ttft(sglang_server, ids):
+    start = time.perf_counter()
+    first, last = None, None
+    for arrived, chunk in sglang_server.generate_stream(ids, 8, ignore_eos=True):
+        first = first or arrived
+        last = chunk
+    return (first - start) * 1e3, last["meta_info"]
+
+
+def test_radix_cache_reuses_a_shared_prefix(benchmark, sglang_server, tokenizer):
+    prefix = long_prompt_ids(tokenizer, 1024)
+    assert sglang_server.flush_cache(), "the server refused /flush_cache"
+    cold_ms, cold = _streamed_ttft(sglang_server, prefix + [11, 12, 13])
+    warm = {}
+
+    def second_request():
+        warm["ttft_ms"], warm["meta"] = _streamed_ttft(sglang_server, prefix + [21, 22, 23])
+
+    benchmark.pedantic(second_request, rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        prefix_tokens=len(prefix), cold_ttft_ms=cold_ms, warm_ttft_ms=warm["ttft_ms"],
+        cold_cached_tokens=cold.get("cached_tokens"), warm_cached_tokens=warm["meta"].get(
+            "cached_tokens"), ttft_speedup=cold_ms / warm["ttft_ms"],
+    )
+    assert cold.get("cached_tokens", 0) == 0, "the cache was not empty after /flush_cache"
+    assert warm["meta"]["cached_tokens"] >= len(prefix) - 1
+    assert warm["ttft_ms"] < cold_ms, "reusing the cached prefix did not shorten TTFT"
+
+
+def test_speculative_decoding_is_lossless_with_its_accept_length(benchmark, sglang_server,
+                                                                  tokenizer, model):
+    info = sglang_server.server_info()
+    algorithm = info.get("speculative_algorithm")
+    if not algorithm:
+        pytest.skip("the server runs without speculative decoding: launch it with "
+                    "--sglang-arg=--speculative-algorithm --sglang-arg=<EAGLE|NGRAM|...>")
+    prompt = chat_prompt(tokenizer, SEED_PROMPTS["long_continuation"])
+    ids = tokenizer(prompt)["input_ids"]
+    out = benchmark.pedantic(sglang_server.generate, args=(ids, 64), kwargs={"ignore_eos": True},
+                             rounds=1, iterations=1)
+    meta = out["meta_info"]
+    verify = meta.get("spec_verify_ct")
+    accept_length = meta["completion_tokens"] / verify if verify else None
+    benchmark.extra_info.update(speculative_algorithm=algorithm, spec_verify_ct=verify,
+                                accept_length=accept_length)
+    expected = greedy_generate(model, tokenizer, [prompt], 64, ignore_eos=True)[0].tokens
+    assert out["output_ids"] == expected
+    assert verify, "meta_info carries no spec_verify_ct under speculative decoding"
+
+
+def test_concurrent_streaming_load(benchmark, sglang_server, tokenizer, ascend_progress):
+    """N streaming requests at once; metrics as SGLang's bench_serving defines them: TTFT to
+    the first chunk, ITL between chunks, TPOT = (E2E - TTFT) / (output tokens - 1)."""
+    concurrency, new_tokens = 8, 32
+    prompts = [tokenizer(chat_prompt(tokenizer, text))["input_ids"]
+               for text in SEED_PROMPTS.values()]
+    records, errors = [], []
+
+    def one(ids):
+        try:
+            start = time.perf_counter()
+            arrivals, meta = [], None
+            for arrived, chunk in sglang_server.generate_stream(ids, new_tokens, ignore_eos=True):
+                arrivals.append(arrived)
+                meta = chunk["meta_info"]
+            end = time.perf_counter()
+            tokens = meta["completion_tokens"]
+            records.append({
+                "ttft": (arrivals[0] - start) * 1e3, "e2e": (end - start) * 1e3,
+                "itl": [(b - a) * 1e3 for a, b in zip(arrivals, arrivals[1:])],
+                "tpot": ((end - arrivals[0]) * 1e3 / (tokens - 1)) if tokens > 1 else None,
+                "tokens": tokens,
+            })
+        except Exception as exc:  # reported below, with the others' results
+            errors.append(repr(exc))
+
+    def load():
+        threads = [threading.Thread(target=one, args=(prompts[i % len(prompts)],))
+                   for i in range(concurrency)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
+
+    seconds = benchmark.pedantic(load, rounds=1, iterations=1)
+    assert not errors, errors
+    ttft = Percentiles.of([r["ttft"] for r in records])
+    tpot = Percentiles.of([r["tpot"] for r in records if r["tpot"] is not None])
+    itl = Percentiles.of([gap for r in records for gap in r["itl"]])
+    e2e = Percentiles.of([r["e2e"] for r in records])
+    total_tokens = sum(r["tokens"] for r in records)
+    benchmark.extra_info.update(
+        concurrency=concurrency, completed=len(records), ttft_ms=ttft.p50, ttft_p99_ms=ttft.p99,
+        tpot_ms=tpot.p50, tpot_p99_ms=tpot.p99, itl_p95_ms=itl.p95, e2e_ms=e2e.p50,
+        e2e_p99_ms=e2e.p99, request_throughput=len(records) / seconds,
+        output_tokens_per_s=total_tokens / seconds, output_tokens=new_tokens,
+    )
+    ascend_progress(f"SGLang load x{concurrency}: TTFT p50 {ttft.p50:.0f} ms, TPOT p50 "
+                    f"{tpot.p50:.1f} ms, {total_tokens / seconds:.0f} tok/s")
+    assert len(records) == concurrency and all(r["tokens"] == new_tokens for r in records)
+
+
+def test_openai_compatible_endpoints(sglang_server):
+    completion = sglang_server.completions("今天天气很好,", 8)
+    assert completion["choices"][0]["text"] and completion["usage"]["completion_tokens"] > 0
+    chat = sglang_server.chat([{"role": "user", "content": "请介绍一下人工智能。"}], 8)
+    assert chat["choices"][0]["message"]["content"] is not None
+    chunks = [chunk for _, chunk in sglang_server.chat(
+        [{"role": "user", "content": "中国的首都是哪里?"}], 8, stream=True)]
+    assert len(chunks) >= 2

@@ -1,0 +1,116 @@
+"""The server lifecycle: ready only when healthy, early exits and timeouts reported with the
+log, and the whole process tree gone afterwards, Ctrl-C included. A stand-in HTTP process
+tree exercises the lifecycle code; the Ctrl-C test uses the real SGLang where CI has it."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from conftest import SGLANG_PYTHON
+from pytest_ascend.sglang_server import ServerError, ServerProcess, free_port
+
+STAND_IN = textwrap.dedent("""
+    import http.server, multiprocessing, sys, time
+
+    def child():
+        time.sleep(3600)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        started = time.monotonic()
+        def do_GET(self):
+            ready = time.monotonic() - self.started > float(sys.argv[2])
+            self.send_response(200 if ready else 503)
+            self.end_headers()
+        def log_message(self, *args):
+            print("request", *args, flush=True)
+
+    if __name__ == "__main__":
+        multiprocessing.Process(target=child).start()  # a worker, as SGLang's scheduler
+        print("stand-in starting", flush=True)
+        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+""")
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+
+    def make(ready_after_s=1.0, timeout_s=30.0):
+        port = free_port()
+        argv = [sys.executable, str(script), str(port), str(ready_after_s)]
+        return ServerProcess(argv, f"http://127.0.0.1:{port}", tmp_path / "server.log",
+                             timeout_s=timeout_s)
+
+    return make
+
+
+def tree_of(pid):
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_ready_when_healthy_and_the_whole_tree_stops(stand_in):
+    server = stand_in(ready_after_s=1.0)
+    with server:
+        procs = tree_of(server.process.pid)
+        assert len(procs) >= 2
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    assert "stand-in starting" in server.log_tail()
+
+
+def test_an_early_exit_is_reported_with_the_log(tmp_path):
+    argv = [sys.executable, "-c", "print('bad flag: --tensor-paralel'); raise SystemExit(3)"]
+    server = ServerProcess(argv, f"http://127.0.0.1:{free_port()}", tmp_path / "log")
+    with pytest.raises(ServerError, match=r"exited with code 3 .*bad flag: --tensor-paralel"):
+        server.__enter__()
+
+
+def test_a_server_that_never_gets_healthy_times_out_and_is_killed(stand_in):
+    server = stand_in(ready_after_s=3600, timeout_s=2)
+    with pytest.raises(ServerError, match="not healthy after 2 s"):
+        server.__enter__()
+    assert server.process is None
+
+
+def test_ctrl_c_mid_session_leaves_no_server_behind(pytester):
+    if SGLANG_PYTHON is None:
+        pytest.skip("no SGLang here: set PYTEST_ASCEND_SGLANG_PYTHON to an interpreter with "
+                    "sglang (CI builds one with .ci/sglang-cpu/install.sh)")
+    pytester.makepyfile("""
+        import time
+        def test_long(sglang_server):
+            print("TEST-RUNNING", flush=True)
+            time.sleep(600)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--sglang-launch",
+         "--sglang-python", SGLANG_PYTHON, str(pytester.path)],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ},
+    )
+    port, seen, deadline = None, [], time.monotonic() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        found = re.search(r"--port (\d+)", line)
+        port = port or (found and found.group(1))
+        if "TEST-RUNNING" in line or time.monotonic() > deadline:
+            break
+    assert port and "TEST-RUNNING" in seen[-1], "".join(seen[-30:])
+    server_procs = [p for p in psutil.process_iter(["cmdline"])
+                    if f"--port {port}" in " ".join(p.info["cmdline"] or [])]
+    assert server_procs, "no server process found while the test ran"
+    trees = [q for p in server_procs for q in tree_of(p.pid)]
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert "KeyboardInterrupt" in output or "Interrupted" in output
+    gone, alive = psutil.wait_procs(trees, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], \
+        f"left behind: {[p.pid for p in alive]}"
