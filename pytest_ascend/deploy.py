@@ -186,7 +186,7 @@ def _activation_bytes(model_config: Any, tp: int, element: int) -> int:
 
 
 def launch_command(
-    config: ServingConfig,
+    config: Optional[ServingConfig],
     model_path: str,
     *,
     device: str,
@@ -195,12 +195,13 @@ def launch_command(
     python: str = "python",
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """argv of `python -m sglang.launch_server` for `config` on `device` (npu, cuda, cpu)."""
+    """argv of `python -m sglang.launch_server` on `device` (npu, cuda, cpu), with `config`'s
+    sizing (None: SGLang's own). Every flag is checked against SGLang's arguments."""
     if device not in DEVICE_FLAGS:
         raise DeployError(f"device {device!r}: use one of {', '.join(DEVICE_FLAGS)}")
     argv = [python, "-m", "sglang.launch_server", "--model-path", str(model_path),
             "--host", host, "--port", str(int(port)), *DEVICE_FLAGS[device],
-            *config.launch_args(), *extra_args]
+            *(config.launch_args() if config is not None else ()), *extra_args]
     check_sglang_flags(argv[3:])
     return argv
 

@@ -225,19 +225,21 @@ class SGLangClient:
 
     def completions(self, prompt: str, max_tokens: int, *, stream: bool = False,
                     **extra: Any) -> Any:
-        body = {"model": "default", "prompt": prompt, "max_tokens": max_tokens,
-                "temperature": 0, **extra}
-        if stream:
-            return self._stream("/v1/completions", {**body, "stream": True})
-        return self._post("/v1/completions", body)
+        """OpenAI `/v1/completions`, greedy; with `stream`, an iterator of (time, chunk)."""
+        return self._openai("/v1/completions", {"prompt": prompt, "max_tokens": max_tokens,
+                                                **extra}, stream)
 
     def chat(self, messages: list, max_tokens: int, *, stream: bool = False,
              **extra: Any) -> Any:
-        body = {"model": "default", "messages": messages, "max_tokens": max_tokens,
-                "temperature": 0, **extra}
+        """OpenAI `/v1/chat/completions`, greedy; with `stream`, an iterator of (time, chunk)."""
+        return self._openai("/v1/chat/completions", {"messages": messages,
+                                                     "max_tokens": max_tokens, **extra}, stream)
+
+    def _openai(self, path: str, body: dict, stream: bool) -> Any:
+        body = {"model": "default", "temperature": 0, **body}
         if stream:
-            return self._stream("/v1/chat/completions", {**body, "stream": True})
-        return self._post("/v1/chat/completions", body)
+            return self._stream(path, {**body, "stream": True})
+        return self._post(path, body)
 
     @staticmethod
     def _generate_body(prompt: Any, max_new_tokens: int, sampling: dict) -> dict:
@@ -282,14 +284,13 @@ def launch_argv(
     On a CPU, SGLang's default KV pool is sized from host memory; a 4096-token pool is
     plenty for the suite and keeps the server at ~2 GB (override with --sglang-arg).
     """
-    from pytest_ascend.deploy import DEVICE_FLAGS
+    from pytest_ascend.deploy import launch_command
 
-    argv = [python, "-m", "sglang.launch_server", "--model-path", str(model_dir),
-            "--host", "127.0.0.1", "--port", str(port), *DEVICE_FLAGS[device_kind],
-            "--dtype", dtype]
+    ours = ["--dtype", dtype]
     if device_kind == "cpu" and "--max-total-tokens" not in extra_args:
-        argv += ["--max-total-tokens", "4096"]
-    return argv + list(extra_args)
+        ours += ["--max-total-tokens", "4096"]
+    return launch_command(None, str(model_dir), device=device_kind, port=port, python=python,
+                          extra_args=ours) + list(extra_args)
 
 
 def launch_env(device_kind: str) -> dict:
