@@ -219,12 +219,10 @@ def _ascend_block(config: pytest.Config) -> Optional[dict]:
     plan = config.stash.get(plan_key, None)
     if plan is None:
         return None
-    block = ascend_block(
+    return ascend_block(
         plan, _environment(config, plan.device), config.stash.get(model_key, None),
-        config.stash.get(limits_key, None),
+        config.stash.get(limits_key, None), config.stash.get(server_facts_key, None),
     )
-    block["sglang_server"] = config.stash.get(server_facts_key, None)
-    return block
 
 
 def _environment(config: pytest.Config, device: Any) -> dict:
@@ -388,7 +386,7 @@ def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
         if not client.healthy():
             pytest.fail(f"--sglang-url {settings.sglang_url}: no healthy SGLang server there "
                         f"(GET /health_generate did not answer 200)", pytrace=False)
-        pytestconfig.stash[server_facts_key] = _server_facts(client, launched=False, log=None)
+        pytestconfig.stash[server_facts_key] = client.facts(launched=False)
         yield client
         return
     try:
@@ -410,23 +408,11 @@ def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
     pytestconfig.stash[server_key] = server
     try:
         client = SGLangClient(server.base_url)
-        pytestconfig.stash[server_facts_key] = _server_facts(client, launched=True, log=log)
+        pytestconfig.stash[server_facts_key] = client.facts(launched=True, log=log)
         yield client
     finally:
         server.stop()
         progress("SGLang server stopped")
-
-
-def _server_facts(client: Any, launched: bool, log: Any) -> dict:
-    """What the server says it is, for the report: version, model, and its arguments."""
-    info = client.server_info()
-    return {
-        "url": client.base_url, "launched": launched, "log": None if log is None else str(log),
-        "version": info.get("version"),
-        "model_path": info.get("model_path"),
-        "server_args": {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))},
-        "model_info": client.model_info(),
-    }
 
 
 @pytest.fixture(scope="session")

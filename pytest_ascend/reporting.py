@@ -46,12 +46,15 @@ def header_lines(plan: Any) -> list[str]:
 
 
 def ascend_block(
-    plan: Any, environment: dict[str, Any], model: Optional[Any], limits: Optional[Any]
+    plan: Any, environment: dict[str, Any], model: Optional[Any], limits: Optional[Any],
+    sglang_server: Optional[dict] = None,
 ) -> dict[str, Any]:
-    """The run's provenance: device, stack versions, model, dtype, smoke flag, device limits.
+    """The run's provenance: device, stack versions, model, dtype, smoke flag, device limits
+    and the SGLang server tested.
 
     `model` is the loaded ModelUnderTest (None when no test loaded it: then only the spec is
-    known); `limits` the measured DeviceLimits (None when no test needed them).
+    known); `limits` the measured DeviceLimits and `sglang_server` the server's own account
+    of itself (None when no test needed them).
     """
     block = {key: environment.get(key) for key in _ENVIRONMENT_KEYS}
     block.update(
@@ -62,6 +65,7 @@ def ascend_block(
         dtype=plan.dtype,
         smoke=plan.smoke,
         device_limits=limits.report() if limits is not None else None,
+        sglang_server=sglang_server,
     )
     return block
 

@@ -219,6 +219,18 @@ class SGLangClient:
                     raise
         raise ServerError(f"{self.base_url} answers none of {', '.join(paths)}")
 
+    def facts(self, launched: bool, log: Optional[Path] = None) -> dict:
+        """What the server says it is, for the report: version, model and its arguments."""
+        info = self.server_info()
+        return {
+            "url": self.base_url, "launched": launched, "log": None if log is None else str(log),
+            "version": info.get("version"),
+            "model_path": info.get("model_path"),
+            "server_args": {k: v for k, v in info.items()
+                            if isinstance(v, (str, int, float, bool))},
+            "model_info": self.model_info(),
+        }
+
     def model_info(self) -> dict:
         """`/model_info` (newer SGLang) or `/get_model_info` (older)."""
         return self._first_of("/model_info", "/get_model_info")

@@ -25,7 +25,7 @@ NEW_TOKENS = 48
 
 
 @pytest.fixture(scope="module")
-def prompt_ids(tokenizer, model):
+def prompt_ids(tokenizer):
     return {name: tokenizer(chat_prompt(tokenizer, text), return_tensors="pt")["input_ids"]
             for name, text in SEED_PROMPTS.items()}
 
