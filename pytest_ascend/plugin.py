@@ -17,7 +17,7 @@ from pytest_ascend.settings import OPTIONS, AscendSettings, SettingsError, resol
 
 MARKERS = {
     "npu": "npu: needs the device under test and the model (--ascend-device, --ascend-model)",
-    "slow": "slow(except_smoke=False): long work, skipped unless --run-slow; with "
+    "slow": "slow(except_smoke=False): long work, skipped unless --ascend-run-slow; with "
     "except_smoke=True it also runs on the built-in tiny model, where it is quick",
     "sglang": "sglang: needs a live SGLang server (--sglang-url or --sglang-launch)",
 }
@@ -84,14 +84,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_ascend.session import skip_reason
 
-    if not any(_needs_plan(item) for item in items):
+    suite = [item for item in items if _in_suite(item)]
+    if not suite:
         return
     # Tests on a live SGLang server run last: a launched server holds device memory (and on
     # a CPU its scheduler busy-polls a core) until the session ends, and must not disturb
     # the timings and memory figures of everything else.
     items.sort(key=lambda item: "sglang_server" in getattr(item, "fixturenames", ()))
     plan = _plan(config, announce=True)
-    for item in items:
+    for item in suite:
         slow = item.get_closest_marker("slow")
         reason = skip_reason(
             plan,
@@ -233,9 +234,13 @@ def _environment(config: pytest.Config, device: Any) -> dict:
     return config.stash[environment_key]
 
 
-def _needs_plan(item: pytest.Item) -> bool:
-    return "ascend_plan" in getattr(item, "fixturenames", ()) or any(
-        item.get_closest_marker(name) is not None for name in MARKERS
+def _in_suite(item: pytest.Item) -> bool:
+    """Whether `item` belongs to the hardware suite: marked npu or sglang, or using one of the
+    plugin's fixtures (each is named ascend_* or built on ascend_plan, so a project's own
+    `model` fixture does not count). `slow` alone does not: other projects have their own
+    `slow` tests, and the plugin leaves them (and their sessions: no torch import) alone."""
+    return any(name.startswith("ascend_") for name in getattr(item, "fixturenames", ())) or any(
+        item.get_closest_marker(name) is not None for name in ("npu", "sglang")
     )
 
 

@@ -93,7 +93,7 @@ def skip_reason(
         )
     if slow is not None and not plan.settings.run_slow:
         if not (slow.get("except_smoke") and plan.smoke):
-            return "slow test: enable with --run-slow (or PYTEST_ASCEND_RUN_SLOW=1)"
+            return "slow test: enable with --ascend-run-slow (or PYTEST_ASCEND_RUN_SLOW=1)"
     if sglang and not (plan.settings.sglang_url or plan.settings.sglang_launch):
         return "needs a live SGLang server: pass --sglang-url URL or --sglang-launch"
     return None

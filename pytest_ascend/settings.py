@@ -94,7 +94,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "run_slow",
-        "--run-slow",
+        "--ascend-run-slow",
         "run tests marked slow (long context, long generation, sweeps)",
         is_flag=True,
     ),

@@ -6,19 +6,26 @@ def test_slow_is_skipped_without_run_slow_and_names_it(pytester):
         """
         import pytest
 
+        @pytest.mark.npu
         @pytest.mark.slow
         def test_long():
+            pass
+
+        @pytest.mark.slow
+        def test_long_on_the_device(npu_device):
             pass
         """
     )
     result = pytester.runpytest("-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*slow test: enable with --run-slow*"])
-    pytester.runpytest("--run-slow").assert_outcomes(passed=1)
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*slow test: enable with --ascend-run-slow*"])
+    pytester.runpytest("--ascend-run-slow").assert_outcomes(passed=2)
 
 
 def test_run_slow_from_env_and_ini(pytester, monkeypatch):
-    pytester.makepyfile("import pytest\n\n@pytest.mark.slow\ndef test_long():\n    pass\n")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.npu\n@pytest.mark.slow\ndef test_long():\n    pass\n"
+    )
     pytester.makeini("[pytest]\nascend_run_slow = true\n")
     pytester.runpytest().assert_outcomes(passed=1)
     monkeypatch.setenv("PYTEST_ASCEND_RUN_SLOW", "0")
@@ -30,6 +37,7 @@ def test_slow_except_smoke_runs_on_the_builtin_model_only(pytester, checkpoint_d
         """
         import pytest
 
+        @pytest.mark.npu
         @pytest.mark.slow(except_smoke=True)
         def test_long_on_real_model():
             pass
@@ -38,7 +46,7 @@ def test_slow_except_smoke_runs_on_the_builtin_model_only(pytester, checkpoint_d
     pytester.runpytest().assert_outcomes(passed=1)
     real = pytester.runpytest("--ascend-model", str(checkpoint_dir), "--ascend-device", "cpu", "-rs")
     real.assert_outcomes(skipped=1)
-    real.stdout.fnmatch_lines(["*--run-slow*"])
+    real.stdout.fnmatch_lines(["*--ascend-run-slow*"])
 
 
 def test_sglang_is_skipped_naming_the_server_options(pytester):
@@ -87,6 +95,7 @@ def test_gating_skips_before_fixtures_run(pytester):
         def expensive():
             raise AssertionError("fixture ran for a skipped test")
 
+        @pytest.mark.npu
         @pytest.mark.slow
         def test_long(expensive):
             pass

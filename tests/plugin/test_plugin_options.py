@@ -9,7 +9,7 @@ def test_help_lists_every_ascend_option(pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(
         ["*--ascend-device*", "*--ascend-model*", "*--ascend-draft-model*", "*--ascend-dtype*",
-         "*--ascend-trust-remote-code*", "*--run-slow*", "*--ascend-cache*"]
+         "*--ascend-trust-remote-code*", "*--ascend-run-slow*", "*--ascend-cache*"]
     )
 
 
@@ -62,7 +62,7 @@ def test_settings_fixture_reflects_options(pytester, checkpoint_dir):
         """
     )
     result = pytester.runpytest(
-        "--ascend-model", str(checkpoint_dir), "--ascend-trust-remote-code", "--run-slow",
+        "--ascend-model", str(checkpoint_dir), "--ascend-trust-remote-code", "--ascend-run-slow",
         "--ascend-device", "cpu",
     )
     result.assert_outcomes(passed=1)

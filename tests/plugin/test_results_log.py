@@ -17,7 +17,7 @@ def test_wrong():
     assert [1] == [2]
 
 def test_not_here():
-    pytest.skip("needs --run-slow")
+    pytest.skip("needs --ascend-run-slow")
 
 def test_hard_crash():
     os._exit(3)  # what a native-code abort or the OOM killer looks like to pytest
@@ -38,7 +38,7 @@ def test_finished_results_survive_a_hard_crash(pytester):
     measured, wrong, skipped = records[1:]
     assert measured["outcome"] == "passed" and measured["metrics"] == {"tpot_ms": 12.5}
     assert wrong["outcome"] == "failed" and "assert [1] == [2]" in wrong["message"]
-    assert skipped["outcome"] == "skipped" and "--run-slow" in skipped["message"]
+    assert skipped["outcome"] == "skipped" and "--ascend-run-slow" in skipped["message"]
 
 
 def test_an_existing_log_is_appended_to(pytester):
