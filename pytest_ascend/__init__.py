@@ -10,10 +10,10 @@ from typing import Any
 __all__ = ["DeviceUnderTest", "MemorySnapshot", "load_model", "gather_environment"]
 
 _LAZY = {
-    "DeviceUnderTest": "pytest_ascend.device",
-    "MemorySnapshot": "pytest_ascend.device",
-    "load_model": "pytest_ascend.models",
-    "gather_environment": "pytest_ascend.environment",
+    "DeviceUnderTest": "pytest_ascend.platforms.device",
+    "MemorySnapshot": "pytest_ascend.platforms.device",
+    "load_model": "pytest_ascend.model.loading",
+    "gather_environment": "pytest_ascend.reports.environment",
 }
 
 

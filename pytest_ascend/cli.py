@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pytest_ascend import history as hist
+from pytest_ascend.history import gate as hist
 
 FORMATS = ("table", "json", "markdown")
 
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from pytest_ascend import history_report as report
+    from pytest_ascend.history import render as report
 
     storage = args.storage
     if storage is None and not args.json:

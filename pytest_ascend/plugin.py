@@ -105,7 +105,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_ascend.reporting import header_lines
+    from pytest_ascend.reports.provenance import header_lines
 
     plan = config.stash.get(plan_key, None)
     return header_lines(plan) if plan is not None else []
@@ -153,7 +153,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _open_results_log(config: pytest.Config, path: Any) -> None:
-    from pytest_ascend.results_log import ResultsLog
+    from pytest_ascend.reports.results_log import ResultsLog
 
     try:
         log = ResultsLog(path)
@@ -215,7 +215,7 @@ class JsonReportEnvironment:
 
 
 def _ascend_block(config: pytest.Config) -> Optional[dict]:
-    from pytest_ascend.reporting import ascend_block
+    from pytest_ascend.reports.provenance import ascend_block
 
     plan = config.stash.get(plan_key, None)
     if plan is None:
@@ -228,7 +228,7 @@ def _ascend_block(config: pytest.Config) -> Optional[dict]:
 
 def _environment(config: pytest.Config, device: Any) -> dict:
     if environment_key not in config.stash:
-        from pytest_ascend.environment import gather_environment
+        from pytest_ascend.reports.environment import gather_environment
 
         config.stash[environment_key] = gather_environment(device)
     return config.stash[environment_key]
@@ -258,7 +258,7 @@ def _plan(config: pytest.Config, announce: bool) -> Any:
         except SessionSetupError as exc:
             raise pytest.UsageError(str(exc)) from None
         if announce:
-            from pytest_ascend.reporting import header_lines
+            from pytest_ascend.reports.provenance import header_lines
 
             for line in header_lines(config.stash[plan_key]):
                 _write_line(config, line)
@@ -338,8 +338,8 @@ def ascend_env(npu_device: Any, pytestconfig: pytest.Config) -> dict:
 def device_limits(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The device's copy bandwidth and matmul rate in the session dtype (roofline.DeviceLimits),
     measured once per session (the roofline the perf suite's fractions refer to)."""
-    from pytest_ascend.reporting import limits_line
-    from pytest_ascend.roofline import measure_device_limits
+    from pytest_ascend.reports.progress import limits_line
+    from pytest_ascend.measure.roofline import measure_device_limits
 
     _write_line(pytestconfig, "pytest-ascend: measuring device copy bandwidth and matmul rate")
     limits = measure_device_limits(ascend_plan.device, ascend_plan.dtype)
@@ -354,7 +354,7 @@ def memory_sampler(request: pytest.FixtureRequest, npu_device: Any,
     """A background memory.MemorySampler on the device under test for the whole test, every
     --ascend-memory-interval seconds; its series goes into the test's JSON-report metadata
     and results-log line (`memory_samples`)."""
-    from pytest_ascend.memory import MemorySampler
+    from pytest_ascend.measure.memory import MemorySampler
 
     sampler = MemorySampler(npu_device, ascend_settings.memory_interval).start()
     request.node.stash[sampler_key] = sampler
@@ -371,8 +371,8 @@ def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
     import shlex
     import sys
 
-    from pytest_ascend.models import ModelSpecError, resolve_model_dir
-    from pytest_ascend.sglang_server import (
+    from pytest_ascend.model.loading import ModelSpecError, resolve_model_dir
+    from pytest_ascend.serving.sglang_server import (
         ServerError,
         ServerProcess,
         SGLangClient,
@@ -428,7 +428,7 @@ def ascend_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
 
 
 def _load(config: pytest.Config, plan: Any, spec: str) -> Any:
-    from pytest_ascend.models import ModelLoadError, ModelSpecError, load_under_test
+    from pytest_ascend.model.loading import ModelLoadError, ModelSpecError, load_under_test
 
     def progress(message: str) -> None:
         _write_line(config, f"pytest-ascend: {message}")

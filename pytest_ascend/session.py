@@ -54,7 +54,7 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
 
 def _resolve_device(choice: str) -> Any:
     try:
-        from pytest_ascend.device import DeviceUnavailable, DeviceUnderTest
+        from pytest_ascend.platforms.device import DeviceUnavailable, DeviceUnderTest
     except Exception as exc:  # `import torch` itself failed
         first = (str(exc).strip().splitlines() or [""])[0]
         raise SessionSetupError(
@@ -68,7 +68,7 @@ def _resolve_device(choice: str) -> Any:
 
 
 def _check_models(plan: SessionPlan) -> None:
-    from pytest_ascend.models import ModelSpecError, check_fits, check_model_spec
+    from pytest_ascend.model.loading import ModelSpecError, check_fits, check_model_spec
 
     settings = plan.settings
     try:

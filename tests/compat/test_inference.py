@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from pytest_ascend.compare import TIE_MARGIN, compare_greedy
-from pytest_ascend.generation import greedy_generate
-from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
+from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
 
 pytestmark = pytest.mark.npu
 

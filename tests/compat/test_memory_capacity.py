@@ -6,13 +6,13 @@ before it shows up as a mysterious out-of-memory in a long benchmark.
 
 import pytest
 
-from pytest_ascend.memory import cpu_load_footprint
-from pytest_ascend.models import DTYPE_BYTES
+from pytest_ascend.measure.memory import cpu_load_footprint
+from pytest_ascend.model.loading import DTYPE_BYTES
 
 pytestmark = pytest.mark.npu
 
 # On a CPU the only figure is the process's resident set. Measured in a fresh interpreter
-# (pytest_ascend.memory), loading adds the weights plus 4-10 MiB of per-load process state
+# (pytest_ascend.measure.memory), loading adds the weights plus 4-10 MiB of per-load process state
 # (config objects, safetensors headers, allocator arenas) on this project's CI machines, so
 # the bound is 10% plus a fixed 16 MiB. The lower bound is exact: weights must be resident.
 CPU_FIXED_OVERHEAD = 16 * 2**20

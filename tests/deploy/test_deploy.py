@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pytest_ascend.deploy import (
+from pytest_ascend.serving.deploy import (
     DeployError,
     check_sglang_flags,
     launch_command,

@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from pytest_ascend.generation import greedy_generate
-from pytest_ascend.models import ModelUnderTest
-from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
-from pytest_ascend.speculative import (
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.loading import ModelUnderTest
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.features.speculative import (
     assisted_generate,
     prompt_lookup_generate,
     rejection_sample,
     speculative_generate,
 )
-from pytest_ascend.stats import median
+from pytest_ascend.measure.stats import median
 
 pytestmark = pytest.mark.npu
 

@@ -3,8 +3,8 @@
 
 import pytest
 
-from pytest_ascend.measure import measure_generation
-from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.measure.generation import measure_generation
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 pytestmark = pytest.mark.npu
 

@@ -4,7 +4,7 @@ vendor's datasheet where one exists."""
 
 import pytest
 
-from pytest_ascend.roofline import copy_kernel, matmul_kernel
+from pytest_ascend.measure.roofline import copy_kernel, matmul_kernel
 
 pytestmark = pytest.mark.npu
 

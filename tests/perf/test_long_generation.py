@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 pytestmark = pytest.mark.npu
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from pytest_ascend.prompts import SEED_WORKLOADS
+from pytest_ascend.model.prompts import SEED_WORKLOADS
 
 pytestmark = pytest.mark.npu
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pytest_ascend.compare import compare_greedy
+from pytest_ascend.model.compare import compare_greedy
 
 
 def logits_for(*rows):

@@ -2,8 +2,8 @@
 
 import json
 
-from pytest_ascend.device import CpuDevice
-from pytest_ascend.environment import (
+from pytest_ascend.platforms.device import CpuDevice
+from pytest_ascend.reports.environment import (
     ascend_version_file,
     cann_version,
     gather_environment,

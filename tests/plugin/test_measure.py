@@ -8,17 +8,17 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from pytest_ascend.device import CpuDevice, Timing
-from pytest_ascend.generation import greedy_generate
-from pytest_ascend.measure import (
+from pytest_ascend.platforms.device import CpuDevice, Timing
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.measure.generation import (
     BatchRun,
     GenerationMeasurer,
     GenerationResult,
     consistency_problems,
     measure_generation,
 )
-from pytest_ascend.prompts import SEED_PROMPTS, chat_prompt
-from pytest_ascend.stats import percentile
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.measure.stats import percentile
 
 
 @pytest.fixture(scope="module")

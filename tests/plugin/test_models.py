@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pytest_ascend.device import DeviceUnderTest
-from pytest_ascend.models import (
+from pytest_ascend.platforms.device import DeviceUnderTest
+from pytest_ascend.model.loading import (
     CheckpointInfo,
     ModelLoadError,
     ModelSpecError,

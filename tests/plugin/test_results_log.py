@@ -3,7 +3,7 @@ killed mid-way keeps what it measured; an existing log is appended to, never rep
 
 import json
 
-from pytest_ascend.results_log import read_results_log
+from pytest_ascend.reports.results_log import read_results_log
 
 CRASHING_SUITE = """
 import os

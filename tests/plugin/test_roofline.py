@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pytest_ascend.device import CpuDevice, Timing
-from pytest_ascend.measure import BatchRun
-from pytest_ascend.roofline import (
+from pytest_ascend.platforms.device import CpuDevice, Timing
+from pytest_ascend.measure.generation import BatchRun
+from pytest_ascend.measure.roofline import (
     DeviceLimits,
     TimedKernel,
     datasheet_peak,

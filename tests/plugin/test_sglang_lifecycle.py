@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from conftest import SGLANG_PYTHON
-from pytest_ascend.sglang_server import ServerError, ServerProcess, free_port
+from pytest_ascend.serving.sglang_server import ServerError, ServerProcess, free_port
 
 STAND_IN = textwrap.dedent("""
     import http.server, multiprocessing, sys, time

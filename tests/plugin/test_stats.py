@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pytest_ascend.stats import Percentiles, median, percentile
+from pytest_ascend.measure.stats import Percentiles, median, percentile
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 100, 1001])

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 from transformers import AutoTokenizer
 
-from pytest_ascend import tiny
-from pytest_ascend.prompts import SEED_PROMPTS
+from pytest_ascend.model import tiny
+from pytest_ascend.model.prompts import SEED_PROMPTS
 
 
 def digest(directory):

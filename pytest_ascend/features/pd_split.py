@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from pytest_ascend.generation import GreedyOutput, greedy_continue
-from pytest_ascend.hf_compat import (
+from pytest_ascend.model.greedy import GreedyOutput, greedy_continue
+from pytest_ascend.model.hf_compat import (
     cache_from_tensors,
     cache_tensors,
     forward_kwargs,

@@ -296,7 +296,7 @@ def launch_argv(
     On a CPU, SGLang's default KV pool is sized from host memory; a 4096-token pool is
     plenty for the suite and keeps the server at ~2 GB (override with --sglang-arg).
     """
-    from pytest_ascend.deploy import launch_command
+    from pytest_ascend.serving.deploy import launch_command
 
     ours = ["--dtype", dtype]
     if device_kind == "cpu" and "--max-total-tokens" not in extra_args:

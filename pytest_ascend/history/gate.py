@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from pytest_ascend.stats import percentile
+from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
 DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction")

@@ -1,5 +1,5 @@
-"""What a run says about itself: the report header, the `ascend` block that pytest-benchmark's
-machine_info and the JSON report's environment carry, and the one-line progress summaries.
+"""Where a result comes from: the report header, and the `ascend` block that pytest-benchmark's
+machine_info, the JSON report's environment and the results log carry.
 
 A benchmark number is only comparable with one taken on the same stack, and pytest-benchmark's
 own machine_info knows nothing of accelerators, CANN or the model; the `ascend` block is what
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pytest_ascend.environment import cann_version, package_version
+from pytest_ascend.reports.environment import cann_version, package_version
 
 # Environment facts copied into the block, under the same names as in gather_environment.
 _ENVIRONMENT_KEYS = (
@@ -68,34 +68,3 @@ def ascend_block(
         sglang_server=sglang_server,
     )
     return block
-
-
-def generation_line(label: str, metrics: dict[str, Any], seconds: float) -> str:
-    """One progress line for a measured configuration: its headline figures and duration."""
-    parts = [f"{label}: TTFT {_num(metrics.get('ttft_ms'))} ms",
-             f"TPOT {_num(metrics.get('tpot_ms'))} ms",
-             f"{_num(metrics.get('throughput_tokens_per_s'))} tok/s"]
-    if metrics.get("roofline_fraction") is not None:
-        parts.append(f"roofline {metrics['roofline_fraction']:.2f}")
-    requests = metrics.get("requests")
-    plural = "" if requests == 1 else "s"
-    return ", ".join(parts) + f" ({requests} request{plural}, {seconds:.1f} s)"
-
-
-def limits_line(limits: Any) -> str:
-    report = limits.report()
-    line = (f"device limits: copy {report['bandwidth_gb_s']:.1f} GB/s, "
-            f"{limits.dtype} matmul {report['matmul_tflops']:.2f} TFLOP/s")
-    sheet = report["datasheet"]
-    if sheet is None:
-        return line + " (no datasheet figures for this device)"
-    ratios = [f"{name} {value:.0%}" for name, value in (
-        ("copy", report["bandwidth_vs_datasheet"]), ("matmul", report["matmul_vs_datasheet"]))
-        if value is not None]
-    return line + f" ({', '.join(ratios) or 'no figures'} of {sheet['model']} datasheet)"
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"

@@ -110,7 +110,7 @@ class MemorySampler:
 
 def cpu_load_footprint(path: Path, dtype: str, trust_remote_code: bool = False) -> int:
     """Bytes the process's resident set grows by when loading `path` in `dtype` on the CPU."""
-    cmd = [sys.executable, "-m", "pytest_ascend.memory", str(path), dtype]
+    cmd = [sys.executable, "-m", "pytest_ascend.measure.memory", str(path), dtype]
     if trust_remote_code:
         cmd.append("--trust-remote-code")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
@@ -127,7 +127,7 @@ def _measure_in_this_process(path: str, dtype: str, trust_remote_code: bool) -> 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from pytest_ascend.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
+    from pytest_ascend.model.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
@@ -174,7 +174,7 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     """
     import torch
 
-    from pytest_ascend.hf_compat import forward_kwargs, output_cache
+    from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 
     with torch.inference_mode():
         out = model(input_ids=prompt_ids, **forward_kwargs(model))

@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from pytest_ascend.hf_compat import TORCH_DTYPES
-from pytest_ascend.memory import kv_bytes_per_token
-from pytest_ascend.stats import median
+from pytest_ascend.model.hf_compat import TORCH_DTYPES
+from pytest_ascend.measure.memory import kv_bytes_per_token
+from pytest_ascend.measure.stats import median
 
 
 @dataclass(frozen=True)

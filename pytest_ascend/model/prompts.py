@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_ascend.tiny import corpus_text
+from pytest_ascend.model.tiny import corpus_text
 
 SEED_PROMPTS: dict[str, str] = {
     "qa_ai": "请介绍一下人工智能。",

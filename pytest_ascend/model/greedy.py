@@ -80,7 +80,7 @@ def greedy_continue(
     prefill handed over to a decode path), to check it decodes as `generate` would. With a
     `device` (DeviceUnderTest), each decode step (forward + argmax) is timed on it.
     """
-    from pytest_ascend.hf_compat import forward_kwargs, output_cache
+    from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 
     timer = device.timer if device is not None else _untimed
     logits = last_logits.reshape(1, -1)

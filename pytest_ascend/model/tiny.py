@@ -140,7 +140,7 @@ def _parse_overrides(spec: str, text: str) -> dict[str, object]:
 
 
 def corpus_text() -> str:
-    return (Path(__file__).parent / "data" / "tiny_corpus.txt").read_text("utf-8")
+    return (Path(__file__).parents[1] / "data" / "tiny_corpus.txt").read_text("utf-8")
 
 
 def ensure_built(
@@ -187,7 +187,7 @@ def build_checkpoint(recipe: TinyRecipe, out_dir: Path) -> None:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from pytest_ascend.hf_compat import quiet_progress_bars
+    from pytest_ascend.model.hf_compat import quiet_progress_bars
 
     out_dir.mkdir(parents=True)
     tokenizer = build_tokenizer(recipe.vocab_size)

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from pytest_ascend.hf_compat import (
+from pytest_ascend.model.hf_compat import (
     cache_from_tensors,
     cache_tensors,
     forward_kwargs,

@@ -112,7 +112,7 @@ def _torch_cuda_version() -> Optional[str]:
 
 
 def _cpu_name() -> str:
-    from pytest_ascend.device import cpu_model_name
+    from pytest_ascend.platforms.device import cpu_model_name
 
     return cpu_model_name()
 

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from pytest_ascend.hf_compat import crop_cache, forward_kwargs, output_cache
+from pytest_ascend.model.hf_compat import crop_cache, forward_kwargs, output_cache
 
 
 @dataclass

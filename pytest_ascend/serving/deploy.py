@@ -26,7 +26,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from pytest_ascend.memory import kv_bytes_per_token
+from pytest_ascend.measure.memory import kv_bytes_per_token
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 TP_SIZES = (1, 2, 4, 8)  # devices per Atlas 800T / DGX node

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pytest_ascend import tiny
+from pytest_ascend.model import tiny
 from pytest_ascend.settings import default_cache_dir, is_builtin_spec
 
 # Bytes per element of the safetensors dtypes a causal LM checkpoint holds.
@@ -231,7 +231,7 @@ def load_model(spec: str, device: Any, dtype: str, **options: Any) -> tuple[Any,
 def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pytest_ascend.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
+    from pytest_ascend.model.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
 
     try:
         with quiet_progress_bars():

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from pytest_ascend.history import Comparison, ContextHistory, GroupStats, History
+from pytest_ascend.history.gate import Comparison, ContextHistory, GroupStats, History
 
 
 def _scale(metric: str) -> tuple[float, str]:

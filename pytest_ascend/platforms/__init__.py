@@ -1,0 +1,1 @@
+"""The devices the suite runs on."""
