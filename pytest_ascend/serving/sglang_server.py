@@ -1,4 +1,9 @@
-"""A real SGLang server for the suite: launched and owned for the session, or connected to.
+"""A real SGLang server for a session: launched and owned for it, or connected to.
+
+`session_server(plan, log_dir, progress)` is the one entry point: it connects to
+--sglang-url, or launches `python -m sglang.launch_server` for the session's model on the
+device under test, and yields a `SessionServer` (its client, what it says about itself, and
+the process we own, if any) until the block ends.
 
 Lessons from vLLM's RemoteOpenAIServer and SGLang's popen_launch_server, minus their bugs:
 the port comes from the OS; the server runs in a new session (its own process group, so the
@@ -8,31 +13,28 @@ terminal's Ctrl-C reaches pytest, which then stops it in order); it is started i
 stopping sends SIGTERM to every process of the tree (psutil), waits, SIGKILLs survivors and
 reaps them; Linux also kills the launcher if pytest itself dies (PR_SET_PDEATHSIG). The
 server's output goes to a log file whose tail is attached to failures.
-
-The HTTP client uses only the standard library: `/generate` (native, with `meta_info`),
-`/flush_cache`, `/server_info` or `/get_server_info`, `/get_model_info`, and the
-OpenAI-compatible `/v1/completions` and `/v1/chat/completions`, streamed or not.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import psutil
 
+from pytest_ascend.serving.sglang_client import ServerError, SGLangClient, is_healthy
 
-class ServerError(RuntimeError):
-    """The server could not be started or reached; the message says why in one line."""
+Progress = Callable[[str], None]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,8 +63,8 @@ class ServerProcess:
         log_path: Path,
         *,
         env: Optional[Mapping[str, str]] = None,
-        timeout_s: float = 600.0,
-        progress: Callable[[str], None] = lambda message: None,
+        timeout_s: float,
+        progress: Progress = lambda message: None,
     ) -> None:
         self.argv = list(argv)
         self.base_url = base_url.rstrip("/")
@@ -105,7 +107,7 @@ class ServerProcess:
             if code is not None:
                 raise ServerError(f"the server exited with code {code} before it was ready "
                                   f"(log: {self.log_path}): {self.last_log_line()}")
-            if _healthy(self.base_url):
+            if is_healthy(self.base_url):
                 self.progress(f"SGLang server ready at {self.base_url} after "
                               f"{time.monotonic() - start:.0f} s")
                 return
@@ -162,136 +164,11 @@ def stop_process_tree(pid: int, grace_s: float = 15.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def _healthy(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/health_generate", timeout=30) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-class SGLangClient:
-    """The HTTP APIs of one SGLang server."""
-
-    def __init__(self, base_url: str, timeout_s: float = 600.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def healthy(self) -> bool:
-        return _healthy(self.base_url)
-
-    def generate(self, prompt: Any, max_new_tokens: int, *, top_logprobs: int = 0,
-                 **sampling: Any) -> dict:
-        """Native `/generate`: `prompt` is text or a list of token ids; greedy by default;
-        `sampling` goes into sampling_params (e.g. ignore_eos=True). Returns text,
-        output_ids and meta_info (prompt/completion/cached tokens; with `top_logprobs`, the
-        output tokens' logprobs and the top ones at each step)."""
-        body = self._generate_body(prompt, max_new_tokens, sampling)
-        if top_logprobs:
-            body.update(return_logprob=True, top_logprobs_num=top_logprobs)
-        return self._post("/generate", body)
-
-    def generate_stream(self, prompt: Any, max_new_tokens: int,
-                        **sampling: Any) -> Iterator[tuple[float, dict]]:
-        """Streamed `/generate`: (arrival time, chunk) per server-sent event, for TTFT/ITL."""
-        body = {**self._generate_body(prompt, max_new_tokens, sampling), "stream": True}
-        yield from self._stream("/generate", body)
-
-    def flush_cache(self) -> bool:
-        """Empty the radix cache; False when the server refuses (it does with requests
-        running)."""
-        try:
-            with self._open("/flush_cache", {}) as response:
-                return response.status == 200
-        except urllib.error.HTTPError:
-            return False
-
-    def server_info(self) -> dict:
-        """`/server_info` (newer SGLang) or `/get_server_info` (older)."""
-        return self._first_of("/server_info", "/get_server_info")
-
-    def _first_of(self, *paths: str) -> dict:
-        for path in paths:
-            try:
-                return self._get(path)
-            except urllib.error.HTTPError as exc:
-                if exc.code != 404:
-                    raise
-        raise ServerError(f"{self.base_url} answers none of {', '.join(paths)}")
-
-    def facts(self, launched: bool, log: Optional[Path] = None) -> dict:
-        """What the server says it is, for the report: version, model and its arguments."""
-        info = self.server_info()
-        return {
-            "url": self.base_url, "launched": launched, "log": None if log is None else str(log),
-            "version": info.get("version"),
-            "model_path": info.get("model_path"),
-            "server_args": {k: v for k, v in info.items()
-                            if isinstance(v, (str, int, float, bool))},
-            "model_info": self.model_info(),
-        }
-
-    def model_info(self) -> dict:
-        """`/model_info` (newer SGLang) or `/get_model_info` (older)."""
-        return self._first_of("/model_info", "/get_model_info")
-
-    def completions(self, prompt: str, max_tokens: int, *, stream: bool = False,
-                    **extra: Any) -> Any:
-        """OpenAI `/v1/completions`, greedy; with `stream`, an iterator of (time, chunk)."""
-        return self._openai("/v1/completions", {"prompt": prompt, "max_tokens": max_tokens,
-                                                **extra}, stream)
-
-    def chat(self, messages: list, max_tokens: int, *, stream: bool = False,
-             **extra: Any) -> Any:
-        """OpenAI `/v1/chat/completions`, greedy; with `stream`, an iterator of (time, chunk)."""
-        return self._openai("/v1/chat/completions", {"messages": messages,
-                                                     "max_tokens": max_tokens, **extra}, stream)
-
-    def _openai(self, path: str, body: dict, stream: bool) -> Any:
-        body = {"model": "default", "temperature": 0, **body}
-        if stream:
-            return self._stream(path, {**body, "stream": True})
-        return self._post(path, body)
-
-    @staticmethod
-    def _generate_body(prompt: Any, max_new_tokens: int, sampling: dict) -> dict:
-        key = "text" if isinstance(prompt, str) else "input_ids"
-        params = {"max_new_tokens": max_new_tokens, "temperature": 0.0, **sampling}
-        return {key: prompt, "sampling_params": params}
-
-    def _open(self, path: str, body: Optional[dict]) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.base_url}{path}", data=data,
-            headers={"Content-Type": "application/json"} if data is not None else {},
-        )
-        return urllib.request.urlopen(request, timeout=self.timeout_s)
-
-    def _get(self, path: str) -> dict:
-        with self._open(path, None) as response:
-            return json.loads(response.read())
-
-    def _post(self, path: str, body: dict) -> dict:
-        with self._open(path, body) as response:
-            return json.loads(response.read())
-
-    def _stream(self, path: str, body: dict) -> Iterator[tuple[float, dict]]:
-        with self._open(path, body) as response:
-            for raw in response:
-                line = raw.decode().strip()
-                if not line.startswith("data:"):
-                    continue
-                payload = line[len("data:"):].strip()
-                if payload == "[DONE]":
-                    return
-                yield time.perf_counter(), json.loads(payload)
-
-
 def launch_argv(
     python: str, model_dir: Path, *, device_kind: str, dtype: str, port: int,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """`python -m sglang.launch_server` for the session's model on the device under test.
+    """`python -m sglang.launch_server` for a model on a device kind.
 
     On a CPU, SGLang's default KV pool is sized from host memory; a 4096-token pool is
     plenty for the suite and keeps the server at ~2 GB (override with --sglang-arg).
@@ -311,3 +188,55 @@ def launch_env(device_kind: str) -> dict:
     if device_kind == "cpu":
         env["SGLANG_USE_CPU_ENGINE"] = "1"
     return env
+
+
+@dataclass
+class SessionServer:
+    """The session's SGLang server: its client, its own account of itself for the report,
+    and the process tree we launched (None when connected to a running server)."""
+
+    client: SGLangClient
+    facts: dict
+    process: Optional[ServerProcess]
+
+    def log_tail(self) -> str:
+        """The launched server's last log lines ("" for a server we did not launch)."""
+        return self.process.log_tail() if self.process is not None else ""
+
+
+@contextmanager
+def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[SessionServer]:
+    """The SGLang server for a session plan (session.SessionPlan): --sglang-url connects to a
+    running one; otherwise one is launched for the plan's model on its device, from
+    --sglang-python, with --sglang-arg, and stopped with its whole process tree when the
+    block ends. Raises ServerError with one line naming the option at fault."""
+    from pytest_ascend.model.loading import ModelSpecError, resolve_model_dir
+
+    settings = plan.settings
+    if settings.sglang_url:
+        client = SGLangClient(settings.sglang_url)
+        if not client.healthy():
+            raise ServerError(f"--sglang-url {settings.sglang_url}: no healthy SGLang server "
+                              f"there (GET /health_generate did not answer 200)")
+        yield SessionServer(client, client.facts(launched=False), None)
+        return
+    try:
+        model_dir = resolve_model_dir(settings.model, settings.cache, progress=progress)
+    except ModelSpecError as exc:
+        raise ServerError(str(exc)) from None
+    port = free_port()
+    kind = plan.device.kind
+    argv = launch_argv(settings.sglang_python or sys.executable, model_dir, device_kind=kind,
+                       dtype=plan.dtype, port=port, extra_args=settings.sglang_args)
+    log = log_dir / "server.log"
+    progress(f"launching SGLang (log {log}): {shlex.join(argv)}")
+    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(kind),
+                            timeout_s=settings.sglang_timeout, progress=progress)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(process)
+        except ServerError as exc:
+            raise ServerError(f"--sglang-launch: {exc}") from None
+        client = SGLangClient(process.base_url)
+        yield SessionServer(client, client.facts(launched=True, log=log), process)
+    progress("SGLang server stopped")

@@ -11,6 +11,7 @@ from pytest_ascend.model.compare import TIE_MARGIN
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
 from pytest_ascend.measure.stats import Percentiles
+from pytest_ascend.stash import ascend_block
 
 pytestmark = pytest.mark.sglang
 
@@ -19,11 +20,9 @@ NEW_TOKENS = 24
 
 def test_server_is_healthy_and_serves_the_sessions_model(sglang_server, ascend_plan,
                                                           pytestconfig):
-    from pytest_ascend.plugin import _ascend_block
-
     assert sglang_server.healthy()
     info = sglang_server.model_info()
-    facts = _ascend_block(pytestconfig)["sglang_server"]
+    facts = ascend_block(pytestconfig)["sglang_server"]
     assert facts["version"], "the server did not report its version"
     if facts["launched"]:
         assert info["model_path"] == facts["model_path"]

@@ -68,7 +68,8 @@ def test_ready_when_healthy_and_the_whole_tree_stops(stand_in):
 
 def test_an_early_exit_is_reported_with_the_log(tmp_path):
     argv = [sys.executable, "-c", "print('bad flag: --tensor-paralel'); raise SystemExit(3)"]
-    server = ServerProcess(argv, f"http://127.0.0.1:{free_port()}", tmp_path / "log")
+    server = ServerProcess(argv, f"http://127.0.0.1:{free_port()}", tmp_path / "log",
+                           timeout_s=30)
     with pytest.raises(ServerError, match=r"exited with code 3 .*bad flag: --tensor-paralel"):
         server.__enter__()
 
@@ -114,3 +115,19 @@ def test_ctrl_c_mid_session_leaves_no_server_behind(pytester):
     gone, alive = psutil.wait_procs(trees, timeout=30)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], \
         f"left behind: {[p.pid for p in alive]}"
+
+
+def test_a_server_that_cannot_start_fails_its_tests_in_one_line(pytester):
+    pytester.makepyfile("def test_served(sglang_server):\n    pass\n")
+    result = pytester.runpytest("--sglang-launch", "--sglang-python", "/no/such/python")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*--sglang-launch: cannot start /no/such/python*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_url_without_a_server_fails_its_tests_in_one_line(pytester):
+    pytester.makepyfile("def test_served(sglang_server):\n    pass\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = pytester.runpytest("--sglang-url", url)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*--sglang-url {url}: no healthy SGLang server there*"])
