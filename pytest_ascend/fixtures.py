@@ -126,7 +126,11 @@ def ascend_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
 
 
 def _load(config: pytest.Config, plan: Any, spec: str) -> Any:
-    from pytest_ascend.model.loading import ModelLoadError, ModelSpecError, load_under_test
+    from pytest_ascend.model.loading import (
+        ModelLoadError,
+        ModelSpecError,
+        load_under_test,
+    )
 
     try:
         return load_under_test(

@@ -36,10 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs.update(action="append", metavar=spec.metavar)
         else:
             kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.choices) + "}"
-        group.addoption(spec.flag, help=f"{spec.help} {sources}", **kwargs)
+        group.addoption(spec.flag, help=f"{spec.help_text()} {sources}", **kwargs)
         # default None, so an absent key is told apart from one set to false or empty
         parser.addini(
-            spec.ini, f"{spec.help} ({spec.flag})",
+            spec.ini, f"{spec.help_text()} ({spec.flag})",
             type="bool" if spec.is_flag else "string", default=None,
         )
 

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+from pytest_ascend.model.arithmetic import DTYPE_BYTES
+from pytest_ascend.model.tiny import (
+    BUILTIN_DRAFT,
+    BUILTIN_MODEL,
+    default_cache_dir,
+    is_builtin_spec,
+)
+
 DEVICE_CHOICES = ("auto", "npu", "cuda", "cpu")
-DTYPE_CHOICES = ("float16", "bfloat16", "float32")
-BUILTIN_MODEL = "tiny"
-BUILTIN_DRAFT = "tiny-draft"
+DTYPE_CHOICES = tuple(DTYPE_BYTES)
 NO_DRAFT = "none"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -34,11 +40,17 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option: its flag, ini key, environment variable and how to check a value."""
+    """One option: its flag, ini key, environment variable, default and how to check a value.
+
+    `default` is the value when nothing sets the option (the one place it is written);
+    `default_text` describes a default that is derived rather than fixed.
+    """
 
     name: str
     flag: str
     help: str
+    default: object = None
+    default_text: Optional[str] = None
     is_flag: bool = False
     choices: tuple[str, ...] = ()
     metavar: Optional[str] = None
@@ -57,51 +69,64 @@ class OptionSpec:
     def dest(self) -> str:
         return "ascend_" + self.name
 
+    def help_text(self) -> str:
+        """The help line, with the default said once, from the table."""
+        shown = self.default_text
+        if shown is None and self.default not in (None, False, ()):
+            shown = str(self.default)
+        return f"{self.help} (default: {shown})" if shown else self.help
+
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "device",
         "--ascend-device",
-        "device under test; auto picks npu, then cuda, then cpu (default: auto)",
+        "device under test; auto picks npu, then cuda, then cpu",
+        default="auto",
         choices=DEVICE_CHOICES,
     ),
     OptionSpec(
         "model",
         "--ascend-model",
         "local checkpoint directory loaded with from_pretrained, or 'tiny' for the built-in "
-        "model ('tiny:num_hidden_layers=2,hidden_size=64' changes its recipe) (default: tiny)",
+        "model ('tiny:num_hidden_layers=2,hidden_size=64' changes its recipe)",
+        default=BUILTIN_MODEL,
         metavar="PATH|tiny",
     ),
     OptionSpec(
         "draft_model",
         "--ascend-draft-model",
-        "draft model for speculative decoding: a checkpoint directory, 'tiny-draft' or 'none' "
-        "(default: tiny-draft with the built-in model, else none)",
+        "draft model for speculative decoding: a checkpoint directory, 'tiny-draft' or 'none'",
+        default_text="tiny-draft with the built-in model, else none",
         metavar="PATH|tiny-draft|none",
     ),
     OptionSpec(
         "dtype",
         "--ascend-dtype",
-        "model dtype (default: float16 on npu/cuda; float32 on cpu, where float16 matmuls "
-        "are ~100x slower)",
+        "model dtype",
+        default_text="float16 on npu/cuda; float32 on cpu, where float16 matmuls are ~100x "
+        "slower",
         choices=DTYPE_CHOICES,
     ),
     OptionSpec(
         "trust_remote_code",
         "--ascend-trust-remote-code",
         "allow the model directory's own Python code to run (from_pretrained trust_remote_code)",
+        default=False,
         is_flag=True,
     ),
     OptionSpec(
         "run_slow",
         "--ascend-run-slow",
-        "run tests marked slow (long context, long generation, sweeps)",
+        "run the suite's tests marked slow (long context, long generation, sweeps)",
+        default=False,
         is_flag=True,
     ),
     OptionSpec(
         "cache",
         "--ascend-cache",
-        "directory for the built-in models (default: $XDG_CACHE_HOME/pytest-ascend)",
+        "directory for the built-in models",
+        default_text="$XDG_CACHE_HOME/pytest-ascend",
         metavar="DIR",
     ),
     OptionSpec(
@@ -109,12 +134,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "--ascend-expect-spec-speedup",
         "fail the speculative-decoding benchmark unless it beats plain greedy decoding (for "
         "real target/draft pairs, e.g. Qwen2.5-14B with Qwen2.5-0.5B; off: reported only)",
+        default=False,
         is_flag=True,
     ),
     OptionSpec(
         "memory_interval",
         "--ascend-memory-interval",
-        "seconds between samples of the memory_sampler fixture (default: 0.05)",
+        "seconds between samples of the memory_sampler fixture",
+        default=0.05,
         metavar="SECONDS",
         is_seconds=True,
     ),
@@ -129,6 +156,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "--sglang-launch",
         "start an SGLang server for the session's model on the device under test "
         "(127.0.0.1, a free port; stopped with its whole process tree at session end)",
+        default=False,
         is_flag=True,
     ),
     OptionSpec(
@@ -136,20 +164,22 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "--sglang-arg",
         "extra argument for the launched server, repeatable: --sglang-arg=--tp-size "
         "--sglang-arg=2 (env/ini: one shell-quoted string)",
+        default=(),
         metavar="ARG",
         is_list=True,
     ),
     OptionSpec(
         "sglang_python",
         "--sglang-python",
-        "Python interpreter that has sglang installed, for --sglang-launch "
-        "(default: the one running pytest)",
+        "Python interpreter that has sglang installed, for --sglang-launch",
+        default_text="the one running pytest",
         metavar="PATH",
     ),
     OptionSpec(
         "sglang_timeout",
         "--sglang-timeout",
-        "seconds to wait for a launched server to become healthy (default: 600)",
+        "seconds to wait for a launched server to become healthy",
+        default=600,
         metavar="SECONDS",
         is_seconds=True,
     ),
@@ -165,23 +195,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
 
 @dataclass(frozen=True)
 class AscendSettings:
-    """The resolved settings of one session, with where each value came from."""
+    """The resolved settings of one session, with where each value came from. Made only by
+    `resolve_settings`, which takes every default from OPTIONS."""
 
-    device: str = "auto"
-    model: str = BUILTIN_MODEL
-    draft_model: Optional[str] = BUILTIN_DRAFT
-    dtype: Optional[str] = None
-    trust_remote_code: bool = False
-    run_slow: bool = False
-    cache: Path = field(default_factory=lambda: default_cache_dir())
-    results_log: Optional[Path] = None
-    expect_spec_speedup: bool = False
-    memory_interval: float = 0.05
-    sglang_url: Optional[str] = None
-    sglang_launch: bool = False
-    sglang_args: tuple[str, ...] = ()
-    sglang_python: Optional[str] = None
-    sglang_timeout: float = 600.0
+    device: str
+    model: str
+    draft_model: Optional[str]
+    dtype: Optional[str]
+    trust_remote_code: bool
+    run_slow: bool
+    cache: Path
+    results_log: Optional[Path]
+    expect_spec_speedup: bool
+    memory_interval: float
+    sglang_url: Optional[str]
+    sglang_launch: bool
+    sglang_args: tuple[str, ...]
+    sglang_python: Optional[str]
+    sglang_timeout: float
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -190,17 +221,6 @@ class AscendSettings:
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
-
-
-def is_builtin_spec(spec: str) -> bool:
-    """True for tiny, tiny-draft and either with ':<recipe overrides>'; a directory that
-    happens to be called tiny is passed as ./tiny."""
-    return spec.split(":", 1)[0] in (BUILTIN_MODEL, BUILTIN_DRAFT)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pytest-ascend"
 
 
 def default_dtype(device_kind: str) -> str:
@@ -221,7 +241,7 @@ def resolve_settings(
     `ini(spec)` returns the ini string or None/"" when the key is absent.
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, object] = {spec.name: spec.default for spec in OPTIONS}
     sources: dict[str, str] = {}
     for spec in OPTIONS:
         raw, source = _first_given(spec, cli, ini, environ)
@@ -230,8 +250,8 @@ def resolve_settings(
         values[spec.name] = _convert(spec, raw, source)
         sources[spec.name] = source
 
-    model = str(values.get("model", BUILTIN_MODEL))
-    if "draft_model" in values:
+    model = str(values["model"])
+    if "draft_model" in sources:
         draft = str(values["draft_model"])
     else:
         draft = BUILTIN_DRAFT if is_builtin_spec(model) else NO_DRAFT
@@ -241,23 +261,23 @@ def resolve_settings(
             f"pairs with the built-in model; give a draft checkpoint that shares the tokenizer "
             f"of {model}, or 'none'"
         )
-    cache, results_log = values.get("cache"), values.get("results_log")
+    cache, results_log = values["cache"], values["results_log"]
     return AscendSettings(
-        device=str(values.get("device", "auto")),
+        device=str(values["device"]),
         model=model,
         draft_model=None if draft == NO_DRAFT else draft,
-        dtype=values.get("dtype"),  # type: ignore[arg-type]
-        trust_remote_code=bool(values.get("trust_remote_code", False)),
-        run_slow=bool(values.get("run_slow", False)),
+        dtype=_optional_str(values["dtype"]),
+        trust_remote_code=bool(values["trust_remote_code"]),
+        run_slow=bool(values["run_slow"]),
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
         results_log=Path(str(results_log)).expanduser() if results_log else None,
-        expect_spec_speedup=bool(values.get("expect_spec_speedup", False)),
-        memory_interval=float(values.get("memory_interval", 0.05)),  # type: ignore[arg-type]
-        sglang_url=_optional_str(values.get("sglang_url")),
-        sglang_launch=bool(values.get("sglang_launch", False)),
-        sglang_args=tuple(values.get("sglang_arg", ())),  # type: ignore[arg-type]
-        sglang_python=_optional_str(values.get("sglang_python")),
-        sglang_timeout=float(values.get("sglang_timeout", 600.0)),  # type: ignore[arg-type]
+        expect_spec_speedup=bool(values["expect_spec_speedup"]),
+        memory_interval=float(values["memory_interval"]),  # type: ignore[arg-type]
+        sglang_url=_optional_str(values["sglang_url"]),
+        sglang_launch=bool(values["sglang_launch"]),
+        sglang_args=tuple(values["sglang_arg"]),  # type: ignore[arg-type]
+        sglang_python=_optional_str(values["sglang_python"]),
+        sglang_timeout=float(values["sglang_timeout"]),  # type: ignore[arg-type]
         sources=sources,
     )
 

@@ -75,7 +75,6 @@ class PrefixCache:
         self.model = model
         self.budget_tokens = budget_tokens
         self.cached_tokens = 0
-        self.lookups = 0
         self.prompt_tokens_seen = 0
         self.matched_tokens_total = 0
         self._root = _Node((), [], None)
@@ -101,7 +100,6 @@ class PrefixCache:
         with torch.inference_mode():
             out = self.model(input_ids=suffix, **forward_kwargs(self.model, reused))
         past = output_cache(out)
-        self.lookups += 1
         self.prompt_tokens_seen += len(tokens)
         self.matched_tokens_total += matched
         self.insert(tokens, past)

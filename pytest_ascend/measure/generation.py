@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 from pytest_ascend.measure.stats import Percentiles, median
+from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 
 
 @dataclass(frozen=True)

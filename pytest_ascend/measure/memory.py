@@ -1,34 +1,12 @@
-"""Memory figures that need more than one snapshot: KV sizing, growth over a generation,
-a background sampler, and the CPU footprint of loading a checkpoint.
-
-On a CPU there is no allocator to ask how much the weights take, only the process's resident
-set, and inside a long-lived session that figure mixes the weights with whatever the process
-freed and reused or imported lazily on the first load. So the CPU footprint of loading a
-checkpoint is measured in a fresh interpreter: import everything and build the model class on
-the meta device first (lazy imports happen there, not inside the measured window), then load,
-touch every parameter (safetensors maps weights lazily; untouched pages are not resident),
-and report the growth of the resident set.
-"""
+"""Memory figures that need more than one snapshot: a background sampler, and the growth of
+a generation's KV cache against the config's arithmetic."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
-
-
-def kv_bytes_per_token(config: Any, dtype_bytes: int) -> int:
-    """KV-cache bytes one position takes in one sequence: K and V, every layer, every KV
-    head. Qwen2.5-14B in float16: 2 x 48 x 8 x 128 x 2 = 192 KiB."""
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -46,7 +24,7 @@ class MemorySampler:
     a context manager, or `start()` / `stop()`.
     """
 
-    def __init__(self, device: Any, interval_s: float = 0.05) -> None:
+    def __init__(self, device: Any, interval_s: float) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be > 0 s, got {interval_s}")
         self.device = device
@@ -108,49 +86,6 @@ class MemorySampler:
                                          snap.reserved))
 
 
-def cpu_load_footprint(path: Path, dtype: str, trust_remote_code: bool = False) -> int:
-    """Bytes the process's resident set grows by when loading `path` in `dtype` on the CPU."""
-    cmd = [sys.executable, "-m", "pytest_ascend.measure.memory", str(path), dtype]
-    if trust_remote_code:
-        cmd.append("--trust-remote-code")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"measuring the CPU load footprint of {path} failed: {tail}")
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["rss_growth"])
-
-
-def _measure_in_this_process(path: str, dtype: str, trust_remote_code: bool) -> int:
-    import gc
-
-    import psutil
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from pytest_ascend.model.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    torch.ones(8).sum()  # start the CPU runtime's thread pool outside the window
-    gc.collect()
-    process = psutil.Process()
-    before = process.memory_info().rss
-    with quiet_progress_bars():
-        model = AutoModelForCausalLM.from_pretrained(
-            path, trust_remote_code=trust_remote_code, **{DTYPE_KWARG: TORCH_DTYPES[dtype]}
-        )
-    with torch.no_grad():
-        for param in model.parameters():
-            param.sum()
-    return process.memory_info().rss - before
-
-
-if __name__ == "__main__":
-    growth = _measure_in_this_process(sys.argv[1], sys.argv[2], "--trust-remote-code" in sys.argv)
-    print(json.dumps({"rss_growth": growth}))
-
-
 @dataclass(frozen=True)
 class KvGrowth:
     """Memory growth while a generation's KV cache grows, against the config's arithmetic."""
@@ -174,6 +109,7 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     """
     import torch
 
+    from pytest_ascend.model.arithmetic import kv_bytes_per_token
     from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 
     with torch.inference_mode():

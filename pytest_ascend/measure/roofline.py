@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from pytest_ascend.model.hf_compat import TORCH_DTYPES
-from pytest_ascend.measure.memory import kv_bytes_per_token
 from pytest_ascend.measure.stats import median
+from pytest_ascend.model.arithmetic import attention_heads, head_dim, kv_bytes_per_token
+from pytest_ascend.model.hf_compat import TORCH_DTYPES
 
 
 @dataclass(frozen=True)
@@ -246,14 +246,12 @@ def model_cost(model: Any) -> ModelCost:
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     if not isinstance(model.get_output_embeddings(), torch.nn.Linear):
         linear += head.numel()
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     return ModelCost(
         weight_bytes_per_step=total_bytes - untied_embedding,
         kv_bytes_per_token=kv_bytes_per_token(config, element),
         linear_params=linear,
         vocab_params=head.numel(),
-        attention_width=config.num_hidden_layers * heads * head_dim,
+        attention_width=config.num_hidden_layers * attention_heads(config) * head_dim(config),
     )
 
 

@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pytest_ascend.model import tiny
-from pytest_ascend.settings import default_cache_dir, is_builtin_spec
+from pytest_ascend.model.arithmetic import DTYPE_BYTES
 
-# Bytes per element of the safetensors dtypes a causal LM checkpoint holds.
-_SAFETENSORS_DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-    "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-}
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -83,7 +77,7 @@ def resolve_model_dir(
     `base_spec` is the main model's spec when resolving a draft, so tiny-draft shares the
     tokenizer of whichever tiny recipe the main model uses.
     """
-    if is_builtin_spec(spec):
+    if tiny.is_builtin_spec(spec):
         recipe = _builtin_recipe(spec, "--ascend-model", base_spec)
         name = spec.split(":", 1)[0]
         return tiny.ensure_built(recipe, cache_dir, name=name, progress=progress)
@@ -95,7 +89,7 @@ def check_model_spec(
 ) -> Optional[CheckpointInfo]:
     """Check a model option without loading anything: a built-in recipe must parse, a
     checkpoint directory must pass `inspect_checkpoint` (whose facts are returned)."""
-    if is_builtin_spec(spec):
+    if tiny.is_builtin_spec(spec):
         _builtin_recipe(spec, option, base_spec)
         return None
     return inspect_checkpoint(spec, option)
@@ -231,7 +225,11 @@ def load_model(spec: str, device: Any, dtype: str, **options: Any) -> tuple[Any,
 def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pytest_ascend.model.hf_compat import DTYPE_KWARG, TORCH_DTYPES, quiet_progress_bars
+    from pytest_ascend.model.hf_compat import (
+        DTYPE_KWARG,
+        TORCH_DTYPES,
+        quiet_progress_bars,
+    )
 
     try:
         with quiet_progress_bars():
@@ -276,7 +274,7 @@ def load_under_test(
     `progress` receives a line before and after: loading a 14B checkpoint takes minutes and
     must not look like a hang.
     """
-    path = resolve_model_dir(spec, cache_dir or default_cache_dir(), base_spec, progress)
+    path = resolve_model_dir(spec, cache_dir or tiny.default_cache_dir(), base_spec, progress)
     progress(f"loading {path} ({dtype}) onto {device.torch_device} ...")
     device.empty_cache()
     device.synchronize()
@@ -292,7 +290,7 @@ def load_under_test(
         spec=spec,
         path=path,
         dtype=dtype,
-        builtin=is_builtin_spec(spec),
+        builtin=tiny.is_builtin_spec(spec),
         parameters=sum(p.numel() for p in model.parameters()),
         weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         load_seconds=load_seconds,

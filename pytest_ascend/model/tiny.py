@@ -27,8 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from pytest_ascend.settings import BUILTIN_DRAFT, BUILTIN_MODEL
-
+BUILTIN_MODEL, BUILTIN_DRAFT = "tiny", "tiny-draft"
 # Bump when the builder changes what it writes for an unchanged recipe.
 BUILDER_VERSION = 1
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -139,6 +138,18 @@ def _parse_overrides(spec: str, text: str) -> dict[str, object]:
     return out
 
 
+def is_builtin_spec(spec: str) -> bool:
+    """True for tiny, tiny-draft and either with ':<recipe overrides>'; a directory that
+    happens to be called tiny is passed as ./tiny."""
+    return spec.split(":", 1)[0] in (BUILTIN_MODEL, BUILTIN_DRAFT)
+
+
+def default_cache_dir() -> Path:
+    """Where built-in models are built: $XDG_CACHE_HOME/pytest-ascend (~/.cache/...)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pytest-ascend"
+
+
 def corpus_text() -> str:
     return (Path(__file__).parents[1] / "data" / "tiny_corpus.txt").read_text("utf-8")
 
@@ -228,7 +239,14 @@ def build_checkpoint(recipe: TinyRecipe, out_dir: Path) -> None:
 
 def build_tokenizer(vocab_size: int):
     """A byte-level BPE tokenizer trained on the bundled corpus, with ChatML specials."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())

@@ -24,15 +24,21 @@ import argparse
 import math
 import shlex
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from pytest_ascend.measure.memory import kv_bytes_per_token
+from pytest_ascend.model.arithmetic import (
+    DTYPE_BYTES,
+    attention_heads,
+    config_value,
+    kv_bytes_per_token,
+    kv_heads,
+    parameter_count,
+)
 
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 TP_SIZES = (1, 2, 4, 8)  # devices per Atlas 800T / DGX node
 # Weights may take at most this share of a device: the rest is KV cache and activations.
 # Above it a deployment serves too few tokens to be useful (Qwen2.5-14B's 29.5 GB of
-# float16 weights on a 32 GB device leave ~2 GB: TP=2, as shared/design.md notes).
+# float16 weights on a 32 GB device leave ~2 GB: TP=2).
 MAX_WEIGHT_SHARE = 0.75
 # Activation reserve: one chunked-prefill step's intermediate tensors, plus a fixed margin
 # for the framework's workspace.
@@ -75,11 +81,6 @@ class ServingConfig:
     reserve_bytes: int  # left unallocated per device for activations
     free_bytes: int  # per device, before the weights
 
-    @property
-    def largest_batch(self) -> int:
-        """Requests of the full context length that fit in the KV pool together."""
-        return self.max_running_requests
-
     def launch_args(self) -> list[str]:
         return [
             "--tp-size", str(self.tp_size), "--dtype", self.dtype,
@@ -89,30 +90,6 @@ class ServingConfig:
             "--max-running-requests", str(self.max_running_requests),
             "--chunked-prefill-size", str(PREFILL_CHUNK_TOKENS),
         ]
-
-
-def _get(config: Any, name: str, default: Any = None) -> Any:
-    if isinstance(config, Mapping):
-        return config.get(name, default)
-    return getattr(config, name, default)
-
-
-def parameter_count(model_config: Any) -> int:
-    """Parameters of a Qwen2/Llama-style decoder from its config.json: embeddings, attention
-    (q/k/v with bias, o), gated MLP, norms, and an untied vocabulary projection. Qwen2.5-14B:
-    14.77 B."""
-    hidden = _get(model_config, "hidden_size")
-    heads = _get(model_config, "num_attention_heads")
-    kv_heads = _get(model_config, "num_key_value_heads") or heads
-    head_dim = _get(model_config, "head_dim") or hidden // heads
-    vocab, layers = _get(model_config, "vocab_size"), _get(model_config, "num_hidden_layers")
-    inter = _get(model_config, "intermediate_size")
-    q, kv = heads * head_dim, kv_heads * head_dim
-    bias = (q + 2 * kv) if _get(model_config, "model_type", "qwen2") == "qwen2" else 0
-    attention = hidden * q + 2 * hidden * kv + q * hidden + bias
-    per_layer = attention + 3 * hidden * inter + 2 * hidden
-    tied = bool(_get(model_config, "tie_word_embeddings", False))
-    return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
 
 
 def serving_config(
@@ -136,15 +113,14 @@ def serving_config(
         raise DeployError(f"free_bytes must be > 0, got {free_bytes}")
     element = DTYPE_BYTES[dtype]
     weights = parameter_count(model_config) * element
-    heads = _get(model_config, "num_attention_heads")
-    kv_heads = _get(model_config, "num_key_value_heads") or heads
-    kv_token = kv_bytes_per_token(_ConfigView(model_config), element)
+    heads, groups = attention_heads(model_config), kv_heads(model_config)
+    kv_token = kv_bytes_per_token(model_config, element)
     tried = []
     for tp in TP_SIZES:
         if heads % tp:
             continue
         # KV heads split across devices; with more devices than KV heads each holds one.
-        kv_per_device = kv_token * max(1, math.ceil(kv_heads / tp)) // kv_heads
+        kv_per_device = kv_token * max(1, math.ceil(groups / tp)) // groups
         weights_per_device = math.ceil(weights / tp)
         reserve = FRAMEWORK_MARGIN_BYTES + _activation_bytes(model_config, tp, element)
         pool = free_bytes - weights_per_device - reserve
@@ -167,21 +143,11 @@ def serving_config(
     )
 
 
-class _ConfigView:
-    """Attribute access over a config.json dict, for code written against configs."""
-
-    def __init__(self, config: Any) -> None:
-        self._config = config
-
-    def __getattr__(self, name: str) -> Any:
-        return _get(self._config, name)
-
-
 def _activation_bytes(model_config: Any, tp: int, element: int) -> int:
     """Intermediate tensors of one prefill chunk: a few hidden-size buffers and the gated
     MLP's three intermediate-size ones (split across TP ranks)."""
-    hidden = _get(model_config, "hidden_size")
-    inter = _get(model_config, "intermediate_size")
+    hidden = config_value(model_config, "hidden_size")
+    inter = config_value(model_config, "intermediate_size")
     return PREFILL_CHUNK_TOKENS * (4 * hidden + 3 * inter // tp) * element
 
 

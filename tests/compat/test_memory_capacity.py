@@ -6,8 +6,8 @@ before it shows up as a mysterious out-of-memory in a long benchmark.
 
 import pytest
 
-from pytest_ascend.measure.memory import cpu_load_footprint
-from pytest_ascend.model.loading import DTYPE_BYTES
+from pytest_ascend.measure.load_footprint import cpu_load_footprint
+from pytest_ascend.model.arithmetic import DTYPE_BYTES
 
 pytestmark = pytest.mark.npu
 

@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 
+from pytest_ascend.model.arithmetic import parameter_count
 from pytest_ascend.serving.deploy import (
     DeployError,
     check_sglang_flags,
     launch_command,
     launch_script,
-    parameter_count,
     serving_config,
 )
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from pytest_ascend.measure.stats import Percentiles
 from pytest_ascend.model.compare import TIE_MARGIN
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
-from pytest_ascend.measure.stats import Percentiles
 from pytest_ascend.stash import ascend_block
 
 pytestmark = pytest.mark.sglang

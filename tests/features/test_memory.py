@@ -6,8 +6,9 @@ import gc
 import pytest
 import torch
 
+from pytest_ascend.measure.memory import measure_kv_growth
+from pytest_ascend.model.arithmetic import kv_bytes_per_token
 from pytest_ascend.model.greedy import greedy_generate
-from pytest_ascend.measure.memory import kv_bytes_per_token, measure_kv_growth
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
 
 pytestmark = pytest.mark.npu

@@ -3,10 +3,10 @@ as uninterrupted generation does, and each phase's time is reported."""
 
 import pytest
 
-from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.features.pd_split import decode_phase, prefill_phase
-from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.measure.stats import median
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 pytestmark = pytest.mark.npu
 

@@ -4,12 +4,12 @@ share of the prompt it skips, useful across chat turns, and bounded by its budge
 import pytest
 import torch
 
+from pytest_ascend.features.prefix_cache import PrefixCache
+from pytest_ascend.measure.stats import median
 from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
 from pytest_ascend.model.greedy import greedy_continue
 from pytest_ascend.model.hf_compat import output_cache
-from pytest_ascend.features.prefix_cache import PrefixCache
 from pytest_ascend.model.prompts import chat_prompt, long_prompt_ids
-from pytest_ascend.measure.stats import median
 
 pytestmark = pytest.mark.npu
 

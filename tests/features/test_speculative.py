@@ -8,9 +8,6 @@ import math
 import pytest
 import torch
 
-from pytest_ascend.model.greedy import greedy_generate
-from pytest_ascend.model.loading import ModelUnderTest
-from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.features.speculative import (
     assisted_generate,
     prompt_lookup_generate,
@@ -18,6 +15,9 @@ from pytest_ascend.features.speculative import (
     speculative_generate,
 )
 from pytest_ascend.measure.stats import median
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.loading import ModelUnderTest
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 pytestmark = pytest.mark.npu
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from pytest_ascend.measure.generation import GenerationMeasurer, consistency_problems
-from pytest_ascend.reports.progress import generation_line
 from pytest_ascend.measure.roofline import model_cost, roofline_metrics
+from pytest_ascend.reports.progress import generation_line
 
 # Measured passes over a workload's prompts: P50 is the headline, P95/P99 come mostly from
 # the decode steps (hundreds per pass); more passes lengthen a real-model run linearly.

@@ -4,9 +4,9 @@ is within 3% of the plainest synchronized forward loop, run interleaved in the s
 import pytest
 
 from pytest_ascend.measure.generation import GenerationMeasurer, bare_decode_ms
-from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.measure.roofline import roofline_metrics
 from pytest_ascend.measure.stats import median
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 pytestmark = pytest.mark.npu
 

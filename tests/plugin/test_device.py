@@ -13,7 +13,12 @@ import pytest
 import torch
 
 from pytest_ascend.platforms import device as device_mod
-from pytest_ascend.platforms.device import AcceleratorDevice, CpuDevice, DeviceUnavailable, DeviceUnderTest
+from pytest_ascend.platforms.device import (
+    AcceleratorDevice,
+    CpuDevice,
+    DeviceUnavailable,
+    DeviceUnderTest,
+)
 
 
 class FakeEvent:

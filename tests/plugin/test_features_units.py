@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from pytest_ascend.platforms.device import CpuDevice, MemorySnapshot
-from pytest_ascend.model.greedy import greedy_generate
-from pytest_ascend.measure.memory import MemorySampler, kv_bytes_per_token
-from pytest_ascend.model.loading import load_under_test
 from pytest_ascend.features.prefix_cache import PrefixCache
 from pytest_ascend.features.speculative import greedy_verify, speculative_generate
+from pytest_ascend.measure.memory import MemorySampler
+from pytest_ascend.model.arithmetic import kv_bytes_per_token
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.loading import load_under_test
+from pytest_ascend.platforms.device import CpuDevice, MemorySnapshot
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from pytest_ascend.platforms.device import CpuDevice, Timing
-from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.measure.generation import (
     BatchRun,
     GenerationMeasurer,
@@ -17,8 +15,10 @@ from pytest_ascend.measure.generation import (
     consistency_problems,
     measure_generation,
 )
-from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.measure.stats import percentile
+from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
+from pytest_ascend.platforms.device import CpuDevice, Timing
 
 
 @pytest.fixture(scope="module")

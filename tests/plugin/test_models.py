@@ -9,7 +9,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pytest_ascend.platforms.device import DeviceUnderTest
 from pytest_ascend.model.loading import (
     CheckpointInfo,
     ModelLoadError,
@@ -18,6 +17,7 @@ from pytest_ascend.model.loading import (
     inspect_checkpoint,
     load_model,
 )
+from pytest_ascend.platforms.device import DeviceUnderTest
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pytest_ascend.platforms.device import CpuDevice, Timing
 from pytest_ascend.measure.generation import BatchRun
 from pytest_ascend.measure.roofline import (
     DeviceLimits,
@@ -18,6 +17,7 @@ from pytest_ascend.measure.roofline import (
     model_cost,
     prefill_roofline_fraction,
 )
+from pytest_ascend.platforms.device import CpuDevice, Timing
 
 
 def test_kv_bytes_per_token_match_the_cache_the_model_builds(tiny):

@@ -64,3 +64,15 @@ def test_tiny_draft_with_a_real_checkpoint_is_refused(tmp_path):
 
 def test_cache_dir_from_env(tmp_path):
     assert resolve(env={"PYTEST_ASCEND_CACHE": str(tmp_path)}).cache == tmp_path
+
+
+def test_defaults_are_written_once_in_the_option_table():
+    """Settings and --help take every default from OPTIONS; nothing else restates them."""
+    settings = resolve()
+    field_of = {"sglang_arg": "sglang_args"}
+    for spec in OPTIONS:
+        if spec.default is not None:
+            assert getattr(settings, field_of.get(spec.name, spec.name)) == spec.default, spec.name
+    assert SPECS["memory_interval"].help_text().endswith("(default: 0.05)")
+    assert SPECS["sglang_timeout"].help_text().endswith("(default: 600)")
+    assert "(default:" not in SPECS["trust_remote_code"].help_text()
