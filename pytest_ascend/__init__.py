@@ -7,12 +7,15 @@ The public API is imported lazily so that loading the pytest plugin (every pytes
 from importlib import import_module
 from typing import Any
 
-__all__ = ["DeviceUnderTest", "MemorySnapshot", "load_model", "gather_environment"]
+__all__ = ["DeviceUnderTest", "MemorySnapshot", "resolve_device", "load_model",
+           "measure_generation", "gather_environment"]
 
 _LAZY = {
     "DeviceUnderTest": "pytest_ascend.platforms.device",
     "MemorySnapshot": "pytest_ascend.platforms.device",
+    "resolve_device": "pytest_ascend.platforms",
     "load_model": "pytest_ascend.model.loading",
+    "measure_generation": "pytest_ascend.measure.generation",
     "gather_environment": "pytest_ascend.reports.environment",
 }
 

@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         elif spec.is_list:
             kwargs.update(action="append", metavar=spec.metavar)
         else:
-            kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.choices) + "}"
+            kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.allowed()) + "}"
         group.addoption(spec.flag, help=f"{spec.help_text()} {sources}", **kwargs)
         # default None, so an absent key is told apart from one set to false or empty
         parser.addini(

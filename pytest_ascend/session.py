@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from pytest_ascend.settings import AscendSettings, default_dtype
+from pytest_ascend.settings import AscendSettings
 
 
 class SessionSetupError(RuntimeError):
@@ -46,7 +46,7 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     if settings.dtype is not None:
         dtype, dtype_source = settings.dtype, settings.source_of("dtype")
     else:
-        dtype, dtype_source = default_dtype(device.kind), f"{device.kind} default"
+        dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, device, dtype, dtype_source)
     _check_models(plan)
     return plan
@@ -54,15 +54,17 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
 
 def _resolve_device(choice: str) -> Any:
     try:
-        from pytest_ascend.platforms.device import DeviceUnavailable, DeviceUnderTest
-    except Exception as exc:  # `import torch` itself failed
+        import torch  # noqa: F401  (every platform needs it; a broken install says so here)
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise SessionSetupError(
             f"import torch failed: {type(exc).__name__}: {first} (if torch_npu is installed "
             f"without a working CANN, source set_env.sh or set TORCH_DEVICE_BACKEND_AUTOLOAD=0)"
         ) from exc
+    from pytest_ascend.platforms import DeviceUnavailable, resolve_device
+
     try:
-        return DeviceUnderTest.resolve(choice)
+        return resolve_device(choice)
     except DeviceUnavailable as exc:
         raise SessionSetupError(str(exc)) from exc
 
@@ -88,7 +90,8 @@ def skip_reason(
     """Why a test with these markers cannot run in this session, naming the enabling option."""
     if npu and not plan.model_sensible_here:
         return (
-            f"no accelerator found (--ascend-device auto chose cpu) for the real checkpoint "
+            f"no accelerator found (--ascend-device auto chose {plan.device.kind}) for the real "
+            f"checkpoint "
             f"{plan.settings.model}: pass --ascend-device cpu to run it on the CPU anyway"
         )
     if slow is not None and not plan.settings.run_slow:

@@ -16,7 +16,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Union
 
 from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.model.tiny import (
@@ -25,8 +25,8 @@ from pytest_ascend.model.tiny import (
     default_cache_dir,
     is_builtin_spec,
 )
+from pytest_ascend.platforms import platform_names
 
-DEVICE_CHOICES = ("auto", "npu", "cuda", "cpu")
 DTYPE_CHOICES = tuple(DTYPE_BYTES)
 NO_DRAFT = "none"
 
@@ -52,7 +52,7 @@ class OptionSpec:
     default: object = None
     default_text: Optional[str] = None
     is_flag: bool = False
-    choices: tuple[str, ...] = ()
+    choices: Union[tuple[str, ...], Callable[[], tuple[str, ...]]] = ()  # or computed on use
     metavar: Optional[str] = None
     is_seconds: bool = False  # a positive number of seconds
     is_list: bool = False  # repeatable flag; env var and ini key hold a shell-quoted list
@@ -69,6 +69,10 @@ class OptionSpec:
     def dest(self) -> str:
         return "ascend_" + self.name
 
+    def allowed(self) -> tuple[str, ...]:
+        """The values a choice option accepts (empty: any)."""
+        return self.choices() if callable(self.choices) else self.choices
+
     def help_text(self) -> str:
         """The help line, with the default said once, from the table."""
         shown = self.default_text
@@ -81,9 +85,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "device",
         "--ascend-device",
-        "device under test; auto picks npu, then cuda, then cpu",
+        "device under test: a platform's kind, or auto for the first platform present "
+        "(npu, then cuda, then cpu)",
         default="auto",
-        choices=DEVICE_CHOICES,
+        choices=lambda: ("auto", *platform_names()),
     ),
     OptionSpec(
         "model",
@@ -104,8 +109,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "dtype",
         "--ascend-dtype",
         "model dtype",
-        default_text="float16 on npu/cuda; float32 on cpu, where float16 matmuls are ~100x "
-        "slower",
+        default_text="the platform's: float16 on npu/cuda; float32 on cpu, where float16 "
+        "matmuls are ~100x slower",
         choices=DTYPE_CHOICES,
     ),
     OptionSpec(
@@ -223,12 +228,6 @@ class AscendSettings:
         return self.sources.get(name, "default")
 
 
-def default_dtype(device_kind: str) -> str:
-    """float16 is the accelerator default (what the Atlas suite validates); on a CPU it is
-    emulated and ~100x slower than float32, so a CPU smoke run uses float32 unless told."""
-    return "float32" if device_kind == "cpu" else "float16"
-
-
 RawGetter = Callable[[OptionSpec], Optional[object]]
 
 
@@ -321,9 +320,9 @@ def _convert(spec: OptionSpec, raw: object, source: str) -> object:
             f"{spec.flag}: {raw!r} from {source} is not a boolean; use 1/0, true/false or yes/no"
         )
     text = str(raw).strip()
-    if spec.choices and text not in spec.choices:
+    if spec.allowed() and text not in spec.allowed():
         raise SettingsError(
-            f"{spec.flag}: {text!r} from {source} is not one of {', '.join(spec.choices)}"
+            f"{spec.flag}: {text!r} from {source} is not one of {', '.join(spec.allowed())}"
         )
     if not text:
         raise SettingsError(f"{spec.flag}: empty value from {source}; remove it or give a value")

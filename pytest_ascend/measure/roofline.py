@@ -5,13 +5,12 @@ bandwidth; prefill is dense matrix multiplication, so its floor is FLOPs / matmu
 limits are *measured* once per session on the device under test (a large device-to-device
 copy; a large matmul in the model's dtype) rather than taken from a datasheet: the Ascend
 figures in circulation are not from one, and a fraction of a number nobody measured says
-nothing. The datasheet figures below are reported next to the measured ones as a sanity
-check of the measurement itself.
+nothing. The platform's datasheet figures, where it knows any, are reported next to the
+measured ones as a sanity check of the measurement itself.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
@@ -20,65 +19,7 @@ import torch
 from pytest_ascend.measure.stats import median
 from pytest_ascend.model.arithmetic import attention_heads, head_dim, kv_bytes_per_token
 from pytest_ascend.model.hf_compat import TORCH_DTYPES
-
-
-@dataclass(frozen=True)
-class DatasheetPeak:
-    """A device's published peak figures: dense (no sparsity), per dtype, with their source.
-
-    `official` is True only for figures from the vendor's own datasheet; the suite asserts
-    that a measurement does not exceed an official figure, and only reports the others.
-    """
-
-    model: str
-    bandwidth_gb_s: float
-    tflops: dict[str, Optional[float]]
-    source: str
-    official: bool
-
-
-_NVIDIA_H100 = "NVIDIA H100 Tensor Core GPU datasheet (2023), dense figures (sparsity halves them)"
-_NVIDIA_H200 = "NVIDIA H200 Tensor Core GPU datasheet / product page (2024), dense figures"
-_ASCEND_UNOFFICIAL = (
-    "third-party reports; Huawei publishes no per-SKU datasheet for 910B "
-    "(shared/design.md: measure, don't trust)"
-)
-
-# Matched against DeviceUnderTest.name in order; the first pattern that matches wins.
-# float32 on CUDA is the non-tensor-core rate: torch leaves TF32 matmul off by default.
-DATASHEET_PEAKS: tuple[tuple[str, DatasheetPeak], ...] = (
-    (r"H100.*PCIe", DatasheetPeak("H100 PCIe", 2000, {"float16": 756, "bfloat16": 756,
-                                                       "float32": 51}, _NVIDIA_H100, True)),
-    (r"H100 NVL", DatasheetPeak("H100 NVL", 3900, {"float16": 835, "bfloat16": 835,
-                                                    "float32": 60}, _NVIDIA_H100, True)),
-    (r"H100", DatasheetPeak("H100 SXM5", 3350, {"float16": 989, "bfloat16": 989,
-                                                "float32": 67}, _NVIDIA_H100, True)),
-    (r"H200 NVL", DatasheetPeak("H200 NVL", 4800, {"float16": 835, "bfloat16": 835,
-                                                    "float32": 60}, _NVIDIA_H200, True)),
-    (r"H200", DatasheetPeak("H200 SXM", 4800, {"float16": 989, "bfloat16": 989,
-                                               "float32": 67}, _NVIDIA_H200, True)),
-    # Ascend 910 (910A): 256 TFLOPS FP16 from Huawei's launch (Aug 2019, Hot Chips 31);
-    # 32 GB HBM2 at ~1.2 TB/s as commonly cited. No bf16 on this generation.
-    (r"Ascend\s*910(Pro|Premium)?A|Ascend\s*910$", DatasheetPeak(
-        "Ascend 910A", 1200, {"float16": 256, "bfloat16": None, "float32": None},
-        "Huawei Ascend 910 launch (2019) and third-party reports", False)),
-    (r"Ascend\s*910B4", DatasheetPeak(
-        "Ascend 910B4", 800, {"float16": 280, "bfloat16": 280, "float32": None},
-        _ASCEND_UNOFFICIAL, False)),
-    (r"Ascend\s*910B3", DatasheetPeak(
-        "Ascend 910B3", 1600, {"float16": 313, "bfloat16": 313, "float32": None},
-        _ASCEND_UNOFFICIAL, False)),
-    (r"Ascend\s*910B", DatasheetPeak(
-        "Ascend 910B1/B2", 1600, {"float16": 376, "bfloat16": 376, "float32": None},
-        _ASCEND_UNOFFICIAL, False)),
-)
-
-
-def datasheet_peak(device_name: str) -> Optional[DatasheetPeak]:
-    for pattern, peak in DATASHEET_PEAKS:
-        if re.search(pattern, device_name, flags=re.IGNORECASE):
-            return peak
-    return None
+from pytest_ascend.platforms.base import DatasheetPeak
 
 
 @dataclass(frozen=True)
@@ -182,7 +123,7 @@ def measure_device_limits(device: Any, dtype: str, repeats: int = 10) -> DeviceL
     return DeviceLimits(
         device_name=device.name, dtype=dtype, bandwidth_bytes_per_s=bandwidth,
         matmul_flops_per_s=flops, copy_bytes=copy_bytes, matmul_size=matmul_size,
-        datasheet=datasheet_peak(device.name),
+        datasheet=device.platform.datasheet(device.name),
     )
 
 

@@ -1,4 +1,4 @@
-"""The device under test: npu, cuda and cpu behind one interface.
+"""The device under test: one interface for every platform's devices.
 
 Every timing and memory figure the suite reports goes through this interface, so that a
 test written once measures the same thing on an Atlas box, a GPU server and a laptop.
@@ -17,23 +17,17 @@ every version this project supports.
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import importlib.util
-import platform
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
-import psutil
 import torch
 
-
-class DeviceUnavailable(RuntimeError):
-    """The requested device cannot be used; the message says why and what to do."""
+if TYPE_CHECKING:
+    from pytest_ascend.platforms.base import Platform
 
 
 @dataclass(frozen=True)
@@ -64,9 +58,11 @@ class Timing:
 
 
 class DeviceUnderTest(ABC):
-    """One device as the suite sees it; see shared/design.md, "Device under test"."""
+    """One device as the suite sees it: timing and memory figures that mean the same on an
+    Atlas box, a GPU server and a laptop. `platform` is the kind of device it is, and answers
+    everything that differs between kinds."""
 
-    kind: str
+    platform: "Platform"
     torch_device: torch.device
     name: str
     memory_source: str
@@ -92,94 +88,27 @@ class DeviceUnderTest(ABC):
         """Return cached, unused memory to the device (or the process to the OS)."""
 
     @property
+    def kind(self) -> str:
+        return self.platform.kind
+
+    @property
     def is_accelerator(self) -> bool:
-        return self.kind != "cpu"
+        return self.platform.is_accelerator
 
     def __repr__(self) -> str:
         return f"<DeviceUnderTest {self.torch_device} {self.name!r}>"
 
-    @staticmethod
-    def resolve(choice: str) -> "DeviceUnderTest":
-        """The device for an `--ascend-device` value: auto tries npu, then cuda, then cpu.
-
-        Under auto, an installed torch_npu that fails to initialise is an error, never a
-        quiet fall-back to cpu: a broken CANN must not turn into a green CPU run.
-        """
-        if choice == "cpu":
-            return CpuDevice()
-        if choice == "cuda":
-            return AcceleratorDevice("cuda", _cuda_backend())
-        if choice == "npu":
-            return AcceleratorDevice("npu", _npu_backend())
-        if choice == "auto":
-            if torch_npu_installed():
-                return AcceleratorDevice("npu", _npu_backend(under_auto=True))
-            if torch.cuda.is_available():
-                return AcceleratorDevice("cuda", torch.cuda)
-            return CpuDevice()
-        raise DeviceUnavailable(f"unknown device {choice!r}: use auto, npu, cuda or cpu")
-
-
-def torch_npu_installed() -> bool:
-    return importlib.util.find_spec("torch_npu") is not None
-
-
-def _npu_backend(under_auto: bool = False) -> ModuleType:
-    """Import torch_npu and return `torch.npu`, or raise with the reason in one line."""
-    hint = " (pass --ascend-device cpu or cuda to test without it)" if under_auto else ""
-    if not torch_npu_installed():
-        raise DeviceUnavailable(
-            "--ascend-device npu: torch_npu is not installed; install the torch-npu build that "
-            f"matches torch {torch.__version__} and source CANN's set_env.sh"
-        )
-    try:
-        import torch_npu  # noqa: F401  (registers the torch.npu namespace)
-    except Exception as exc:  # any failure here is a broken CANN/driver install
-        raise DeviceUnavailable(
-            f"torch_npu is installed but failed to initialise: {_one_line(exc)}; check that "
-            f"CANN's set_env.sh is sourced and matches torch_npu{hint}"
-        ) from exc
-    backend = getattr(torch, "npu", None)
-    if backend is None:
-        raise DeviceUnavailable(f"torch_npu imported but torch.npu is missing{hint}")
-    try:
-        available = backend.is_available() and backend.device_count() > 0
-    except Exception as exc:
-        raise DeviceUnavailable(
-            f"torch_npu failed to initialise the NPU: {_one_line(exc)}{hint}"
-        ) from exc
-    if not available:
-        raise DeviceUnavailable(
-            "torch_npu is installed but no NPU is visible: check `npu-smi info`, the driver, "
-            f"and ASCEND_RT_VISIBLE_DEVICES{hint}"
-        )
-    return backend
-
-
-def _cuda_backend() -> ModuleType:
-    if not torch.cuda.is_available():
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise DeviceUnavailable(
-            f"--ascend-device cuda: no CUDA device is visible (torch {torch.__version__} is "
-            f"{build}); check nvidia-smi and CUDA_VISIBLE_DEVICES, or use --ascend-device auto"
-        )
-    return torch.cuda
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
 
 class AcceleratorDevice(DeviceUnderTest):
-    """An NPU or GPU, driven through its torch backend module (`torch.npu` / `torch.cuda`)."""
+    """An accelerator driven through its torch backend module (`torch.npu`, `torch.cuda`, or
+    any module with the same functions), for the platform that opened it."""
 
-    def __init__(self, kind: str, backend: ModuleType, index: int = 0) -> None:
-        self.kind = kind
+    def __init__(self, platform: "Platform", backend: ModuleType, index: int = 0) -> None:
+        self.platform = platform
         self.backend = backend
         self.index = index
-        self.torch_device = torch.device(kind, index)
-        self.memory_source = f"{kind} caching allocator"
+        self.torch_device = torch.device(platform.kind, index)
+        self.memory_source = f"{platform.kind} caching allocator"
         # torch_npu's get_device_name(i) checks i but returns the SoC name of the *current*
         # device (_npu_getDeviceName() takes no index, torch_npu/npu/__init__.py); making
         # index current first gives the right name on both backends and is what every
@@ -228,88 +157,3 @@ class AcceleratorDevice(DeviceUnderTest):
 
     def empty_cache(self) -> None:
         self.backend.empty_cache()
-
-
-class CpuDevice(DeviceUnderTest):
-    """The host CPU. Timing is the host clock (CPU ops are synchronous); memory is the process."""
-
-    kind = "cpu"
-    memory_source = "process RSS (psutil; peak from /proc VmHWM)"
-
-    def __init__(self) -> None:
-        self.torch_device = torch.device("cpu")
-        self.name = cpu_model_name()
-        self._process = psutil.Process()
-
-    def synchronize(self) -> None:
-        """CPU tensor ops complete before they return; nothing is queued."""
-
-    @contextmanager
-    def timer(self) -> Iterator[Timing]:
-        timing = Timing()
-        start = time.perf_counter()
-        yield timing
-        timing.host_ms = timing.elapsed_ms = (time.perf_counter() - start) * 1e3
-
-    def memory(self) -> MemorySnapshot:
-        rss = int(self._process.memory_info().rss)
-        vm = psutil.virtual_memory()
-        return MemorySnapshot(
-            allocated=rss,
-            reserved=rss,
-            peak=max(rss, _peak_rss() or 0),
-            total=int(vm.total),
-            free=int(vm.available),
-            source=self.memory_source,
-        )
-
-    def reset_peak(self) -> None:
-        """Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0)."""
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-        except OSError:
-            pass  # not Linux, or not permitted: peak then covers the whole process life
-
-    def empty_cache(self) -> None:
-        """Collect garbage, then hand the heap's freed pages back to the OS (glibc
-        `malloc_trim`): the process-level counterpart of an allocator's empty_cache, without
-        which freed tensors keep counting in RSS."""
-        gc.collect()
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
-
-
-def _glibc() -> Optional[ctypes.CDLL]:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018  (musl and non-Linux C libraries lack it)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _glibc()
-
-
-def _peak_rss() -> Optional[int]:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-

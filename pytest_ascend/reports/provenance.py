@@ -10,15 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pytest_ascend.reports.environment import cann_version, package_version
-
-# Environment facts copied into the block, under the same names as in gather_environment.
-_ENVIRONMENT_KEYS = (
-    "device_kind", "device_name", "device_count", "device_memory_total", "npu_chip",
-    "npu_hbm_total_mb", "npu_jit_compile", "cann", "driver", "firmware", "cuda", "cuda_driver",
-    "torch", "torch_npu", "transformers", "tokenizers", "sglang", "pytest_ascend", "python",
-    "env_vars",
-)
+from pytest_ascend.platforms.facts import package_version
+from pytest_ascend.reports.environment import HOST_KEYS
 
 
 def header_lines(plan: Any) -> list[str]:
@@ -33,8 +26,7 @@ def header_lines(plan: Any) -> list[str]:
         f"{label} {value or '-'}"
         for label, value in (
             ("torch", package_version("torch")),
-            ("torch_npu", package_version("torch_npu")),
-            ("CANN", cann_version() if device.kind == "npu" else None),
+            *device.platform.stack_versions(),
             ("transformers", package_version("transformers")),
         )
     )
@@ -56,7 +48,7 @@ def ascend_block(
     known); `limits` the measured DeviceLimits and `sglang_server` the server's own account
     of itself (None when no test needed them).
     """
-    block = {key: environment.get(key) for key in _ENVIRONMENT_KEYS}
+    block = {key: value for key, value in environment.items() if key not in HOST_KEYS}
     block.update(
         model=model.name if model is not None else plan.settings.model,
         model_path=str(model.path) if model is not None else None,

@@ -34,6 +34,7 @@ from pytest_ascend.model.arithmetic import (
     kv_heads,
     parameter_count,
 )
+from pytest_ascend.platforms import DeviceUnavailable, get_platform
 
 TP_SIZES = (1, 2, 4, 8)  # devices per Atlas 800T / DGX node
 # Weights may take at most this share of a device: the rest is KV cache and activations.
@@ -54,11 +55,6 @@ KNOWN_SGLANG_FLAGS = frozenset({
     "--max-running-requests", "--chunked-prefill-size", "--trust-remote-code",
     "--sampling-backend", "--served-model-name", "--log-level", "--enable-cache-report",
 })
-DEVICE_FLAGS = {  # per device kind: what SGLang needs beyond --device
-    "npu": ("--device", "npu", "--attention-backend", "ascend"),
-    "cuda": ("--device", "cuda"),
-    "cpu": ("--device", "cpu", "--attention-backend", "torch_native"),
-}
 
 
 class DeployError(ValueError):
@@ -161,12 +157,15 @@ def launch_command(
     python: str = "python",
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """argv of `python -m sglang.launch_server` on `device` (npu, cuda, cpu), with `config`'s
-    sizing (None: SGLang's own). Every flag is checked against SGLang's arguments."""
-    if device not in DEVICE_FLAGS:
-        raise DeployError(f"device {device!r}: use one of {', '.join(DEVICE_FLAGS)}")
+    """argv of `python -m sglang.launch_server` on a `device` kind (a platform's: npu, cuda,
+    cpu, ...), with `config`'s sizing (None: SGLang's own). Every flag is checked against
+    SGLang's arguments."""
+    try:
+        flags = get_platform(device).sglang_flags
+    except DeviceUnavailable as exc:
+        raise DeployError(str(exc)) from None
     argv = [python, "-m", "sglang.launch_server", "--model-path", str(model_path),
-            "--host", host, "--port", str(int(port)), *DEVICE_FLAGS[device],
+            "--host", host, "--port", str(int(port)), *flags,
             *(config.launch_args() if config is not None else ()), *extra_args]
     check_sglang_flags(argv[3:])
     return argv

@@ -165,29 +165,24 @@ def stop_process_tree(pid: int, grace_s: float = 15.0) -> None:
 
 
 def launch_argv(
-    python: str, model_dir: Path, *, device_kind: str, dtype: str, port: int,
+    python: str, model_dir: Path, *, platform: Any, dtype: str, port: int,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """`python -m sglang.launch_server` for a model on a device kind.
-
-    On a CPU, SGLang's default KV pool is sized from host memory; a 4096-token pool is
-    plenty for the suite and keeps the server at ~2 GB (override with --sglang-arg).
-    """
+    """`python -m sglang.launch_server` for a model on a platform's device, with the
+    platform's defaults for a session's server unless `extra_args` sets them."""
     from pytest_ascend.serving.deploy import launch_command
 
     ours = ["--dtype", dtype]
-    if device_kind == "cpu" and "--max-total-tokens" not in extra_args:
-        ours += ["--max-total-tokens", "4096"]
-    return launch_command(None, str(model_dir), device=device_kind, port=port, python=python,
+    for flag, value in platform.sglang_server_defaults:
+        if flag not in extra_args:
+            ours += [flag, value]
+    return launch_command(None, str(model_dir), device=platform.kind, port=port, python=python,
                           extra_args=ours) + list(extra_args)
 
 
-def launch_env(device_kind: str) -> dict:
-    """SGLang's CPU path is selected by SGLANG_USE_CPU_ENGINE=1."""
-    env = dict(os.environ)
-    if device_kind == "cpu":
-        env["SGLANG_USE_CPU_ENGINE"] = "1"
-    return env
+def launch_env(platform: Any) -> dict:
+    """This process's environment plus what the platform's SGLang needs."""
+    return {**os.environ, **platform.sglang_env}
 
 
 @dataclass
@@ -225,12 +220,12 @@ def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[Ses
     except ModelSpecError as exc:
         raise ServerError(str(exc)) from None
     port = free_port()
-    kind = plan.device.kind
-    argv = launch_argv(settings.sglang_python or sys.executable, model_dir, device_kind=kind,
+    platform = plan.device.platform
+    argv = launch_argv(settings.sglang_python or sys.executable, model_dir, platform=platform,
                        dtype=plan.dtype, port=port, extra_args=settings.sglang_args)
     log = log_dir / "server.log"
     progress(f"launching SGLang (log {log}): {shlex.join(argv)}")
-    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(kind),
+    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(platform),
                             timeout_s=settings.sglang_timeout, progress=progress)
     with ExitStack() as stack:
         try:

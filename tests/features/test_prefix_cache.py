@@ -101,7 +101,7 @@ def test_prefix_reuse_speeds_up_prefill(benchmark, model, tokenizer, npu_device,
                     f"with reuse (ideal {ideal:.0f}x)")
 
     assert speedup > 1, f"reusing {prefix_tokens} cached tokens made prefill slower"
-    if prefix_tokens == 2048 and ascend_plan.smoke and npu_device.kind == "cpu":
+    if prefix_tokens == 2048 and ascend_plan.smoke and not npu_device.is_accelerator:
         assert speedup >= 4, f"2k-token prefix on the tiny model: only {speedup:.1f}x"
 
 

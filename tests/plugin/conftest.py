@@ -46,6 +46,6 @@ def checkpoint_dir(shared_cache, tmp_path_factory):
 def tiny(shared_cache):
     """The built-in tiny model loaded on the CPU in float32 (models.ModelUnderTest)."""
     from pytest_ascend.model.loading import load_under_test
-    from pytest_ascend.platforms.device import CpuDevice
+    from pytest_ascend.platforms.cpu import CpuDevice
 
     return load_under_test("tiny", CpuDevice(), "float32", cache_dir=shared_cache)

@@ -12,13 +12,12 @@ import time
 import pytest
 import torch
 
-from pytest_ascend.platforms import device as device_mod
-from pytest_ascend.platforms.device import (
-    AcceleratorDevice,
-    CpuDevice,
-    DeviceUnavailable,
-    DeviceUnderTest,
-)
+from pytest_ascend.platforms import all_platforms, get_platform, resolve_device
+from pytest_ascend.platforms.base import DeviceUnavailable
+from pytest_ascend.platforms.cpu import CpuDevice
+from pytest_ascend.platforms.cuda import CudaPlatform
+from pytest_ascend.platforms.device import AcceleratorDevice
+from pytest_ascend.platforms.npu import NpuPlatform
 
 
 class FakeEvent:
@@ -88,7 +87,7 @@ class FakeBackend:
 
 def test_accelerator_makes_its_device_current_before_asking_the_name():
     backend = FakeBackend()
-    dut = AcceleratorDevice("cuda", backend, index=1)
+    dut = AcceleratorDevice(CudaPlatform(), backend, index=1)
     assert backend.calls[0] == ("set_device", 1)
     assert dut.name == "Ascend910B1"
     assert dut.torch_device == torch.device("cuda", 1)
@@ -96,7 +95,7 @@ def test_accelerator_makes_its_device_current_before_asking_the_name():
 
 def test_accelerator_timer_brackets_the_region_with_events():
     backend = FakeBackend()
-    dut = AcceleratorDevice("cuda", backend)
+    dut = AcceleratorDevice(CudaPlatform(), backend)
     FakeEvent.clock_ms = 10.0
     with dut.timer() as timing:
         assert ("synchronize", 0) in backend.calls, "queued work must drain before the start"
@@ -106,45 +105,74 @@ def test_accelerator_timer_brackets_the_region_with_events():
 
 
 def test_accelerator_memory_uses_allocator_and_driver_figures():
-    snap = AcceleratorDevice("cuda", FakeBackend()).memory()
+    snap = AcceleratorDevice(CudaPlatform(), FakeBackend()).memory()
     assert (snap.allocated, snap.reserved, snap.peak) == (100, 200, 150)
     assert (snap.free, snap.total) == (30 * 2**30, 64 * 2**30)
     assert snap.source == "cuda caching allocator"
 
 
 def test_old_torch_npu_without_mem_get_info_reports_total_and_unknown_free():
-    snap = AcceleratorDevice("cuda", FakeBackend(with_mem_get_info=False)).memory()
+    snap = AcceleratorDevice(CudaPlatform(), FakeBackend(with_mem_get_info=False)).memory()
     assert snap.total == 32 * 2**30 and snap.free is None
 
 
 def test_accelerator_reset_and_empty_cache_reach_the_backend():
     backend = FakeBackend()
-    dut = AcceleratorDevice("cuda", backend)
+    dut = AcceleratorDevice(CudaPlatform(), backend)
     dut.reset_peak()
     dut.empty_cache()
     assert ("reset_peak", 0) in backend.calls and ("empty_cache",) in backend.calls
 
 
-def test_auto_resolves_to_cpu_here():
-    dut = DeviceUnderTest.resolve("auto")
-    assert isinstance(dut, CpuDevice) and dut.kind == "cpu" and not dut.is_accelerator
+def test_auto_opens_the_first_platform_present():
+    """Whatever this machine has: auto picks the first present platform in priority order
+    (npu, then cuda, then cpu), so this holds on a CPU box, a GPU box and an Atlas box."""
+    first = next(p for p in all_platforms() if p.present())
+    dut = resolve_device("auto")
+    assert dut.kind == first.kind and dut.platform is first
+    assert dut.is_accelerator == first.is_accelerator
+
+
+def test_cpu_is_tried_last_and_is_always_present():
+    platforms = all_platforms()
+    assert [p.kind for p in platforms[:2]] == ["npu", "cuda"] and platforms[-1].kind == "cpu"
+    assert get_platform("cpu").present() and not resolve_device("cpu").is_accelerator
 
 
 def test_auto_prefers_cuda_when_available(monkeypatch):
     backend = FakeBackend()
-    monkeypatch.setattr(device_mod.torch, "cuda", backend)
+    monkeypatch.setattr(NpuPlatform, "present", lambda self: False)
+    monkeypatch.setattr(torch, "cuda", backend)
     try:
-        dut = DeviceUnderTest.resolve("auto")
+        dut = resolve_device("auto")
     finally:
         monkeypatch.undo()  # torch.cuda is process-wide: restore it at once
     assert dut.kind == "cuda" and dut.backend is backend
 
 
 def test_auto_with_broken_torch_npu_raises(monkeypatch):
-    monkeypatch.setattr(device_mod, "torch_npu_installed", lambda: True)
+    monkeypatch.setattr(NpuPlatform, "present", lambda self: True)
     monkeypatch.setitem(sys.modules, "torch_npu", None)  # import torch_npu -> ImportError
     with pytest.raises(DeviceUnavailable, match="torch_npu is installed but failed to initialise"):
-        DeviceUnderTest.resolve("auto")
+        resolve_device("auto")
+
+
+def test_an_unknown_kind_names_the_registered_ones():
+    with pytest.raises(DeviceUnavailable, match="unknown device kind 'xpu': use one of npu, cuda, cpu"):
+        get_platform("xpu")
+
+
+def test_each_platform_says_what_is_specific_to_it():
+    npu, cuda, cpu = (get_platform(kind) for kind in ("npu", "cuda", "cpu"))
+    assert (npu.visible_devices_env, cuda.visible_devices_env) == (
+        "ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+    assert (npu.distributed_backend, cuda.distributed_backend, cpu.distributed_backend) == (
+        "hccl", "nccl", "gloo")
+    assert (npu.default_dtype, cuda.default_dtype, cpu.default_dtype) == (
+        "float16", "float16", "float32")
+    assert npu.sglang_flags == ("--device", "npu", "--attention-backend", "ascend")
+    for platform in (npu, cuda, cpu):
+        assert set(platform.required_facts) <= {*platform.fact_keys, "device_count"}
 
 
 def test_cpu_timer_measures_host_time():
@@ -224,5 +252,8 @@ def test_npu_device_through_a_fake_torch_npu_in_a_fresh_process(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["pytest-ascend: device npu:0 (Ascend910B3) | dtype float16 (npu default)*"])
+    result.stdout.fnmatch_lines([
+        "pytest-ascend: device npu:0 (Ascend910B3) | dtype float16 (npu default)*",
+        "pytest-ascend: torch * | torch_npu - | CANN - | transformers *",  # not installed here
+    ])
     result.assert_outcomes(passed=1)

@@ -2,13 +2,9 @@
 
 import json
 
-from pytest_ascend.platforms.device import CpuDevice
-from pytest_ascend.reports.environment import (
-    ascend_version_file,
-    cann_version,
-    gather_environment,
-    parse_npu_smi,
-)
+from pytest_ascend.platforms.cpu import CpuDevice
+from pytest_ascend.platforms.npu import ascend_version_file, cann_version, parse_npu_smi
+from pytest_ascend.reports.environment import gather_environment
 
 NPU_SMI = """\
 +------------------------------------------------------------------------------------------------+

@@ -13,7 +13,8 @@ from pytest_ascend.measure.memory import MemorySampler
 from pytest_ascend.model.arithmetic import kv_bytes_per_token
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.loading import load_under_test
-from pytest_ascend.platforms.device import CpuDevice, MemorySnapshot
+from pytest_ascend.platforms.cpu import CpuDevice
+from pytest_ascend.platforms.device import MemorySnapshot
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from pytest_ascend.measure.generation import (
 from pytest_ascend.measure.stats import percentile
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
-from pytest_ascend.platforms.device import CpuDevice, Timing
+from pytest_ascend.platforms.cpu import CpuDevice
+from pytest_ascend.platforms.device import Timing
 
 
 @pytest.fixture(scope="module")

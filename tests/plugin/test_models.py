@@ -17,7 +17,7 @@ from pytest_ascend.model.loading import (
     inspect_checkpoint,
     load_model,
 )
-from pytest_ascend.platforms.device import DeviceUnderTest
+from pytest_ascend.platforms import resolve_device
 
 
 @pytest.fixture
@@ -63,13 +63,13 @@ def test_a_checkpoint_missing_a_tensor_does_not_load_silently(writable_checkpoin
     del tensors["lm_head.weight"]
     save_file(tensors, writable_checkpoint / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match="1 weight tensor.*lm_head.weight"):
-        load_model(str(writable_checkpoint), DeviceUnderTest.resolve("cpu"), "float32",
+        load_model(str(writable_checkpoint), resolve_device("cpu"), "float32",
                    cache_dir=tmp_path)
 
 
 def test_load_model_gives_eval_model_in_dtype_and_left_padding(checkpoint_dir, tmp_path):
     model, tokenizer = load_model(
-        str(checkpoint_dir), DeviceUnderTest.resolve("cpu"), "bfloat16", cache_dir=tmp_path
+        str(checkpoint_dir), resolve_device("cpu"), "bfloat16", cache_dir=tmp_path
     )
     assert not model.training
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
@@ -85,7 +85,7 @@ def test_model_too_large_for_free_memory_is_refused():
 
 def test_builtin_build_and_load_under_ten_seconds(tmp_path):
     start = time.perf_counter()
-    model, tokenizer = load_model("tiny", DeviceUnderTest.resolve("cpu"), "float32",
+    model, tokenizer = load_model("tiny", resolve_device("cpu"), "float32",
                                   cache_dir=tmp_path)
     elapsed = time.perf_counter() - start
     assert model.config.model_type == "qwen2"

@@ -11,13 +11,14 @@ from pytest_ascend.measure.generation import BatchRun
 from pytest_ascend.measure.roofline import (
     DeviceLimits,
     TimedKernel,
-    datasheet_peak,
     decode_roofline_fraction,
     measure_device_limits,
     model_cost,
     prefill_roofline_fraction,
 )
-from pytest_ascend.platforms.device import CpuDevice, Timing
+from pytest_ascend.platforms import get_platform
+from pytest_ascend.platforms.cpu import CpuDevice
+from pytest_ascend.platforms.device import Timing
 
 
 def test_kv_bytes_per_token_match_the_cache_the_model_builds(tiny):
@@ -74,26 +75,27 @@ def test_decode_fraction_is_bytes_bound_time_over_measured_time(tiny):
         cost.prefill_flops(2, 7) / 0.001 / 1e12)
 
 
-@pytest.mark.parametrize("name, model", [
-    ("NVIDIA H100 80GB HBM3", "H100 SXM5"),
-    ("NVIDIA H100 PCIe", "H100 PCIe"),
-    ("NVIDIA H100 NVL", "H100 NVL"),
-    ("NVIDIA H200", "H200 SXM"),
-    ("NVIDIA H200 NVL", "H200 NVL"),
-    ("Ascend910B2", "Ascend 910B1/B2"),
-    ("Ascend910B3", "Ascend 910B3"),
-    ("Ascend910B4", "Ascend 910B4"),
-    ("Ascend910A", "Ascend 910A"),
-    ("Ascend910ProA", "Ascend 910A"),
+@pytest.mark.parametrize("kind, name, model", [
+    ("cuda", "NVIDIA H100 80GB HBM3", "H100 SXM5"),
+    ("cuda", "NVIDIA H100 PCIe", "H100 PCIe"),
+    ("cuda", "NVIDIA H100 NVL", "H100 NVL"),
+    ("cuda", "NVIDIA H200", "H200 SXM"),
+    ("cuda", "NVIDIA H200 NVL", "H200 NVL"),
+    ("npu", "Ascend910B2", "Ascend 910B1/B2"),
+    ("npu", "Ascend910B3", "Ascend 910B3"),
+    ("npu", "Ascend910B4", "Ascend 910B4"),
+    ("npu", "Ascend910A", "Ascend 910A"),
+    ("npu", "Ascend910ProA", "Ascend 910A"),
 ])
-def test_datasheet_lookup_by_reported_device_name(name, model):
-    assert datasheet_peak(name).model == model
+def test_datasheet_lookup_by_reported_device_name(kind, name, model):
+    assert get_platform(kind).datasheet(name).model == model
 
 
 def test_unknown_devices_have_no_datasheet_and_only_nvidia_figures_are_official():
-    assert datasheet_peak("Intel(R) Xeon(R) Processor") is None
-    assert datasheet_peak("NVIDIA H100 80GB HBM3").official
-    assert not datasheet_peak("Ascend910B1").official
+    assert get_platform("cpu").datasheet("Intel(R) Xeon(R) Processor") is None
+    assert get_platform("cuda").datasheet("Ascend910B1") is None
+    assert get_platform("cuda").datasheet("NVIDIA H100 80GB HBM3").official
+    assert not get_platform("npu").datasheet("Ascend910B1").official
 
 
 class StepClockDevice(CpuDevice):

@@ -1,0 +1,102 @@
+"""The platform interface: everything the suite knows about one kind of device, in one place.
+
+vLLM's `platforms/` is the model, without its god-class: a `Platform` answers questions
+about a kind of device (is it here, how to open one, which env var hides cards, what facts
+describe its stack, its default dtype, its SGLang flags, its collective backend, its
+datasheet), and the `DeviceUnderTest` it opens does the measuring. Adding a device kind is
+one new module with one `Platform` subclass, registered under the `pytest_ascend.platforms`
+entry point group (see `pytest_ascend.platforms`); no other module branches on a kind.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
+
+if TYPE_CHECKING:
+    from pytest_ascend.platforms.device import DeviceUnderTest
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device cannot be used; the message says why and what to do, in one line."""
+
+
+@dataclass(frozen=True)
+class DatasheetPeak:
+    """A device's published peak figures: dense (no sparsity), per dtype, with their source.
+
+    `official` is True only for figures from the vendor's own datasheet; the suite asserts
+    that a measurement does not exceed an official figure, and only reports the others.
+    """
+
+    model: str
+    bandwidth_gb_s: float
+    tflops: dict[str, Optional[float]]
+    source: str
+    official: bool
+
+
+def lookup_datasheet(table: Sequence[tuple[str, DatasheetPeak]],
+                     device_name: str) -> Optional[DatasheetPeak]:
+    """The first entry whose pattern matches the name the runtime reports for the device."""
+    for pattern, peak in table:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return peak
+    return None
+
+
+NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+class Platform(ABC):
+    """One kind of device. Subclasses set the class attributes and implement `present`,
+    `open` and `device_count`; the rest has defaults that suit a platform with nothing to
+    add."""
+
+    kind: ClassVar[str]  # the --ascend-device value and the torch device type
+    auto_priority: ClassVar[int]  # --ascend-device auto tries platforms lowest first
+    is_accelerator: ClassVar[bool] = True
+    default_dtype: ClassVar[str] = "float16"
+    visible_devices_env: ClassVar[Optional[str]] = None  # the env var that hides cards
+    distributed_backend: ClassVar[str]  # torch.distributed backend for collectives
+    sglang_flags: ClassVar[tuple[str, ...]] = ()  # what SGLang needs for this device
+    sglang_env: ClassVar[Mapping[str, str]] = NO_ENV  # environment of a launched server
+    # (flag, value) pairs the session's own launched server gets unless --sglang-arg sets them
+    sglang_server_defaults: ClassVar[tuple[tuple[str, str], ...]] = ()
+    recorded_env_vars: ClassVar[tuple[str, ...]] = ()  # names; a trailing * matches a prefix
+    fact_keys: ClassVar[tuple[str, ...]] = ()  # the environment-block keys `facts` fills
+    # Facts a run on this platform must know, with where each comes from (the compat suite
+    # fails naming the source of each one missing).
+    required_facts: ClassVar[Mapping[str, str]] = NO_ENV
+
+    @abstractmethod
+    def present(self) -> bool:
+        """Whether this platform's stack is installed here. Under auto, the first present
+        platform is used, and failing to open it is an error, never a quiet fall-back."""
+
+    @abstractmethod
+    def open(self, index: int = 0, *, under_auto: bool = False) -> "DeviceUnderTest":
+        """The device at `index` of those visible, initialised; raises DeviceUnavailable
+        with one line saying why (and, `under_auto`, how to choose another platform)."""
+
+    @abstractmethod
+    def device_count(self) -> int:
+        """Devices of this kind visible to the process."""
+
+    def facts(self, device: "DeviceUnderTest") -> dict[str, Any]:
+        """The stack facts of `device` under the names in `fact_keys` (None where unknown)."""
+        return {}
+
+    def stack_versions(self) -> list[tuple[str, Optional[str]]]:
+        """(label, version) pairs the report header shows between torch and transformers."""
+        return []
+
+    def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
+        """Published peak figures for a device of this kind, if any are known."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Platform {self.kind}>"

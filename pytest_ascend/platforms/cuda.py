@@ -1,0 +1,89 @@
+"""NVIDIA GPUs through `torch.cuda`: float16 by default, nccl for collectives, the CUDA
+runtime and driver versions as facts, and NVIDIA's datasheet figures."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Optional
+
+from pytest_ascend.platforms.base import (
+    DatasheetPeak,
+    DeviceUnavailable,
+    Platform,
+    lookup_datasheet,
+)
+from pytest_ascend.platforms.device import AcceleratorDevice
+from pytest_ascend.platforms.facts import run_tool, safe
+
+_H100 = "NVIDIA H100 Tensor Core GPU datasheet (2023), dense figures (sparsity halves them)"
+_H200 = "NVIDIA H200 Tensor Core GPU datasheet / product page (2024), dense figures"
+
+# Matched against the name torch.cuda reports, in order; the first pattern that matches wins.
+# float32 is the non-tensor-core rate: torch leaves TF32 matmul off by default.
+DATASHEETS: tuple[tuple[str, DatasheetPeak], ...] = (
+    (r"H100.*PCIe", DatasheetPeak("H100 PCIe", 2000, {"float16": 756, "bfloat16": 756,
+                                                       "float32": 51}, _H100, True)),
+    (r"H100 NVL", DatasheetPeak("H100 NVL", 3900, {"float16": 835, "bfloat16": 835,
+                                                    "float32": 60}, _H100, True)),
+    (r"H100", DatasheetPeak("H100 SXM5", 3350, {"float16": 989, "bfloat16": 989,
+                                                "float32": 67}, _H100, True)),
+    (r"H200 NVL", DatasheetPeak("H200 NVL", 4800, {"float16": 835, "bfloat16": 835,
+                                                    "float32": 60}, _H200, True)),
+    (r"H200", DatasheetPeak("H200 SXM", 4800, {"float16": 989, "bfloat16": 989,
+                                               "float32": 67}, _H200, True)),
+)
+
+
+class CudaPlatform(Platform):
+    kind = "cuda"
+    auto_priority = 20
+    visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    distributed_backend = "nccl"
+    sglang_flags = ("--device", "cuda")
+    recorded_env_vars = ("CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF")
+    fact_keys = ("cuda", "cuda_driver")
+    required_facts = MappingProxyType({
+        "cuda": "torch.version.cuda (a CUDA build of torch)",
+        "cuda_driver": "`nvidia-smi` on PATH",
+        "device_count": "torch.cuda.device_count()",
+    })
+
+    def present(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    def open(self, index: int = 0, *, under_auto: bool = False) -> AcceleratorDevice:
+        import torch
+
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceUnavailable(
+                f"--ascend-device cuda: no CUDA device is visible (torch {torch.__version__} is "
+                f"{build}); check nvidia-smi and CUDA_VISIBLE_DEVICES, or use --ascend-device "
+                f"auto"
+            )
+        return AcceleratorDevice(self, torch.cuda, index)
+
+    def device_count(self) -> int:
+        import torch
+
+        return int(torch.cuda.device_count())
+
+    def facts(self, device: Any) -> dict[str, Any]:
+        import torch
+
+        return {"cuda": torch.version.cuda, "cuda_driver": safe(_nvidia_driver)}
+
+    def stack_versions(self) -> list[tuple[str, Optional[str]]]:
+        import torch
+
+        return [("CUDA", torch.version.cuda)]
+
+    def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
+        return lookup_datasheet(DATASHEETS, device_name)
+
+
+def _nvidia_driver() -> str:
+    out = run_tool(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return out.strip().splitlines()[0]
