@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pytest_ascend.history import gate as hist
+from pytest_ascend.history.runs import HistoryError, load_runs
 
 FORMATS = ("table", "json", "markdown")
 
@@ -25,10 +26,6 @@ def _fraction(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
-
-
-def _storage(text: str) -> Path:
-    return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         "when a metric got worse by more than max(--min-change, --noise-factor x the runs' "
         "relative IQR); exit 2 when there is nothing to compare.",
     )
-    history.add_argument("--storage", type=_storage, default=None, metavar="PATH",
-                         help="pytest-benchmark storage directory (default: .benchmarks, "
-                         "unless only --json files are given)")
+    history.add_argument("--storage", default=None, metavar="URI",
+                         help="pytest-benchmark storage, as --benchmark-storage takes it: a "
+                         "directory, file://PATH or elasticsearch+http[s]://... (default: "
+                         ".benchmarks, unless only --json files are given)")
     history.add_argument("--json", type=Path, action="append", default=[], metavar="FILE",
                          help="a --benchmark-json file to include (repeatable)")
     history.add_argument("--group-by", default=hist.DEFAULT_GROUP_BY, metavar="KEY",
@@ -91,17 +89,18 @@ def run_history(args: argparse.Namespace) -> int:
 
     storage = args.storage
     if storage is None and not args.json:
-        storage = Path(".benchmarks")
+        storage = ".benchmarks"
     try:
-        runs, skipped = hist.load_runs(storage, args.json)
+        runs, skipped = load_runs(storage, args.json)
         for item in skipped:
-            print(f"pytest-ascend history: skipped {item.path}: {item.reason}", file=sys.stderr)
+            print(f"pytest-ascend history: skipped {item.source}: {item.reason}",
+                  file=sys.stderr)
         history = hist.build_history(
             runs, group_by=args.group_by, metrics=args.metric or hist.DEFAULT_METRICS,
             baseline=args.baseline, min_change=args.min_change,
             noise_factor=args.noise_factor, skipped=skipped,
         )
-    except hist.HistoryError as exc:
+    except HistoryError as exc:
         print(f"pytest-ascend history: {exc}", file=sys.stderr)
         return 2
     render = {"table": report.render_table, "json": report.render_json,

@@ -17,12 +17,11 @@ already summarised in them).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
+from pytest_ascend.history.runs import HistoryError, Run
 from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
@@ -36,81 +35,10 @@ _HIGHER_IS_BETTER = re.compile(
 )
 
 
-class HistoryError(RuntimeError):
-    """Nothing usable to compare (exit 2); the message says why in one line."""
-
-
 def higher_is_better(metric: str) -> bool:
     """Throughputs, rates, fractions of a limit and speedups; everything else (times,
     latencies, memory) is better lower."""
     return bool(_HIGHER_IS_BETTER.search(metric))
-
-
-@dataclass(frozen=True)
-class Run:
-    """One pytest-benchmark JSON file written by a pytest-ascend session."""
-
-    path: Path
-    datetime: str
-    machine_info: dict
-    benchmarks: list
-
-    def lookup(self, dotted: str) -> Any:
-        """A machine_info value by dotted key (`ascend.cann`); None when absent."""
-        value: Any = self.machine_info
-        for part in dotted.split("."):
-            if not isinstance(value, dict):
-                return None
-            value = value.get(part)
-        return value
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: Path
-    reason: str
-
-
-def load_runs(storage: Optional[Path], json_files: Iterable[Path] = ()) -> tuple[list[Run],
-                                                                                  list[Skipped]]:
-    """Every pytest-ascend run under `storage` (recursively) and in `json_files`.
-
-    A file that is not JSON, not pytest-benchmark output or not from pytest-ascend (no
-    `ascend` block in machine_info) is skipped with its reason; nothing is written.
-    """
-    paths: list[Path] = []
-    if storage is not None:
-        if not storage.is_dir():
-            raise HistoryError(f"benchmark storage {storage} is not a directory; pass "
-                               f"--storage PATH (pytest --benchmark-storage) or --json FILE")
-        paths += sorted(storage.rglob("*.json"))
-    for path in json_files:
-        if not path.is_file():
-            raise HistoryError(f"--json {path}: no such file")
-        paths.append(path)
-    runs, skipped = [], []
-    for path in paths:
-        run = _read_run(path)
-        if isinstance(run, Skipped):
-            skipped.append(run)
-        else:
-            runs.append(run)
-    return runs, skipped
-
-
-def _read_run(path: Path) -> Any:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return Skipped(path, f"unreadable: {exc}")
-    except json.JSONDecodeError as exc:
-        return Skipped(path, f"not JSON ({exc.msg} at line {exc.lineno})")
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or \
-            not isinstance(data.get("machine_info"), dict):
-        return Skipped(path, "not pytest-benchmark output (no benchmarks / machine_info)")
-    if not isinstance(data["machine_info"].get("ascend"), dict):
-        return Skipped(path, "no ascend block in machine_info (not a pytest-ascend run)")
-    return Run(path, str(data.get("datetime") or ""), data["machine_info"], data["benchmarks"])
 
 
 @dataclass(frozen=True)
@@ -228,7 +156,7 @@ def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tup
                      baseline: Optional[str], min_change: float,
                      noise_factor: float) -> ContextHistory:
     grouped: dict = {}
-    for run in sorted(runs, key=lambda r: (r.datetime, str(r.path))):
+    for run in sorted(runs, key=lambda r: (r.datetime, r.source)):
         grouped.setdefault(group_name(run, group_by), []).append(run)
     groups = list(grouped)  # insertion order = first run's date: oldest first
     history = ContextHistory(context, groups, grouped)

@@ -102,7 +102,7 @@ def history_dict(history: History) -> dict[str, Any]:
             {
                 "context": ctx.context,
                 "groups": ctx.groups,
-                "runs": {g: [str(r.path) for r in runs] for g, runs in ctx.runs.items()},
+                "runs": {g: [r.source for r in runs] for g, runs in ctx.runs.items()},
                 "benchmarks": [
                     {"benchmark": name, "metric": metric,
                      "groups": {g: stats(s) for g, s in per_group.items()}}
@@ -118,7 +118,7 @@ def history_dict(history: History) -> dict[str, Any]:
             for ctx in history.contexts
         ],
         "regressions": len(history.regressions),
-        "skipped": [{"path": str(s.path), "reason": s.reason} for s in history.skipped],
+        "skipped": [{"path": s.source, "reason": s.reason} for s in history.skipped],
     }
 
 

@@ -17,9 +17,9 @@ SHORT_QA = "tests/perf/test_single_request.py::test_single_request_latency[short
 
 
 @pytest.fixture(scope="module")
-def real_runs(tmp_path_factory, shared_cache):
-    """Two real runs of the single-request benchmarks, rounds kept, as pytest-benchmark
-    stored them."""
+def real_storage(tmp_path_factory, shared_cache):
+    """pytest-benchmark storage holding two real runs of the single-request benchmarks,
+    rounds kept, autosaved by pytest-benchmark itself (in its machine-id folder)."""
     storage = tmp_path_factory.mktemp("storage")
     for _ in range(2):
         proc = subprocess.run(
@@ -30,9 +30,14 @@ def real_runs(tmp_path_factory, shared_cache):
             capture_output=True, text=True, cwd=PERF_SUITE.parents[1], timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-2000:]
-    runs = sorted(storage.rglob("*.json"))
-    assert len(runs) == 2
-    return [json.loads(p.read_text()) for p in runs]
+    assert len(sorted(storage.rglob("*.json"))) == 2
+    return storage
+
+
+@pytest.fixture(scope="module")
+def real_runs(real_storage):
+    """The two stored runs as pytest-benchmark wrote them."""
+    return [json.loads(p.read_text()) for p in sorted(real_storage.rglob("*.json"))]
 
 
 def relabel(run, directory, cann, **edits):
@@ -189,3 +194,26 @@ def test_python_m_entry_point(real_runs, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest_ascend", "history", "--storage",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "8.0.RC2 (1 run)" in proc.stdout
+
+
+@pytest.mark.parametrize("form", ["{}", "file://{}"])
+def test_storage_is_read_as_pytest_benchmark_reads_it(real_storage, capsys, form):
+    """The autosaved runs sit in pytest-benchmark's machine-id folder; --storage takes a
+    path or a file:// URI, as --benchmark-storage does."""
+    code, out, _ = history(capsys, "--storage", form.format(real_storage), "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and len(report["contexts"]) == 1
+    runs = report["contexts"][0]["runs"]
+    assert sum(len(paths) for paths in runs.values()) == 2
+
+
+def test_a_missing_storage_exits_2_and_is_not_created(tmp_path, capsys):
+    missing = tmp_path / "no-such-storage"
+    code, _, err = history(capsys, "--storage", f"file://{missing}")
+    assert code == 2 and "is not a directory" in err and not missing.exists()
+
+
+def test_a_storage_uri_pytest_benchmark_refuses_exits_2_in_one_line(capsys):
+    code, _, err = history(capsys, "--storage", "ftp://example/benchmarks")
+    assert code == 2 and "Storage must be in form of file://path" in err
+    assert len(err.strip().splitlines()) == 1

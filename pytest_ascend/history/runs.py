@@ -1,0 +1,110 @@
+"""Reading stored benchmark runs through pytest-benchmark's own storage.
+
+`--storage` is handed to pytest-benchmark's `load_storage`, so it accepts exactly what
+`--benchmark-storage` and `pytest-benchmark compare --storage` accept: a directory, a
+`file://` URI, or an `elasticsearch+http[s]://` one. Files are listed by the storage's own
+query (its machine-id folders and the files beside them); each is then read here, so a file
+that is not a pytest-ascend run is skipped with a reason naming it, never fatal, and never
+rewritten (nothing here writes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
+
+
+class HistoryError(RuntimeError):
+    """Nothing usable to compare (exit 2); the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest-benchmark run written by a pytest-ascend session."""
+
+    source: str  # the file, or the storage's key for it
+    datetime: str
+    machine_info: dict
+    benchmarks: list
+
+    def lookup(self, dotted: str) -> Any:
+        """A machine_info value by dotted key (`ascend.cann`); None when absent."""
+        value: Any = self.machine_info
+        for part in dotted.split("."):
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+
+@dataclass(frozen=True)
+class Skipped:
+    source: str
+    reason: str
+
+
+def load_runs(storage: Optional[str], json_files: Iterable[Path] = ()) -> tuple[list[Run],
+                                                                                list[Skipped]]:
+    """Every pytest-ascend run in `storage` (a pytest-benchmark storage path or URI) and in
+    `json_files` (--benchmark-json output), with the files skipped and why."""
+    found: list[Union[Run, Skipped]] = []
+    if storage is not None:
+        found += list(_stored_runs(storage))
+    for path in json_files:
+        if not path.is_file():
+            raise HistoryError(f"--json {path}: no such file")
+        found.append(_read_file(path))
+    return ([r for r in found if isinstance(r, Run)],
+            [r for r in found if isinstance(r, Skipped)])
+
+
+def _stored_runs(storage: str) -> Iterator[Union[Run, Skipped]]:
+    from pytest_benchmark.storage.file import FileStorage
+    from pytest_benchmark.utils import load_storage
+
+    uri = storage if "://" in storage else f"file://{storage}"
+    if uri.startswith("file://") and not Path(uri[len("file://"):]).is_dir():
+        # FileStorage would create it; a history tool only reads.
+        raise HistoryError(f"benchmark storage {storage} is not a directory; pass --storage "
+                           f"PATH (what pytest --benchmark-storage was given) or --json FILE")
+    try:
+        store = load_storage(uri, logger=_Silent(), netrc="")
+    except Exception as exc:  # an unknown scheme, or elasticsearch not installed/reachable
+        raise HistoryError(f"--storage {storage}: {type(exc).__name__}: {exc}") from None
+    if isinstance(store, FileStorage):
+        for path in store.query():
+            yield _read_file(Path(path))
+    else:
+        for key, data in store.load():
+            yield _as_run(str(key), data)
+
+
+def _read_file(path: Path) -> Union[Run, Skipped]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return Skipped(str(path), f"unreadable: {exc}")
+    except json.JSONDecodeError as exc:
+        return Skipped(str(path), f"not JSON ({exc.msg} at line {exc.lineno})")
+    return _as_run(str(path), data)
+
+
+def _as_run(source: str, data: Any) -> Union[Run, Skipped]:
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or \
+            not isinstance(data.get("machine_info"), dict):
+        return Skipped(source, "not pytest-benchmark output (no benchmarks / machine_info)")
+    if not isinstance(data["machine_info"].get("ascend"), dict):
+        return Skipped(source, "no ascend block in machine_info (not a pytest-ascend run)")
+    return Run(source, str(data.get("datetime") or ""), data["machine_info"], data["benchmarks"])
+
+
+class _Silent:
+    """pytest-benchmark's storages report through a logger; the history reports itself."""
+
+    def warning(self, text: str, **kwargs: Any) -> None:
+        """Dropped: a file that does not load is reported as skipped, with its reason."""
+
+    def info(self, text: str, **kwargs: Any) -> None:
+        """Dropped: only saving logs at info level, and the history never saves."""
