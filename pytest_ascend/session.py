@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pytest_ascend.errors import one_line
 from pytest_ascend.settings import AscendSettings
 
 
@@ -56,9 +57,8 @@ def _resolve_device(choice: str) -> Any:
     try:
         import torch  # noqa: F401  (every platform needs it; a broken install says so here)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise SessionSetupError(
-            f"import torch failed: {type(exc).__name__}: {first} (if torch_npu is installed "
+            f"import torch failed: {one_line(exc)} (if torch_npu is installed "
             f"without a working CANN, source set_env.sh or set TORCH_DEVICE_BACKEND_AUTOLOAD=0)"
         ) from exc
     from pytest_ascend.platforms import DeviceUnavailable, resolve_device

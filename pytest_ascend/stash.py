@@ -19,7 +19,7 @@ plan_key = pytest.StashKey[Any]()  # session.SessionPlan, imported lazily with t
 model_key = pytest.StashKey[Any]()  # model.loading.ModelUnderTest, once a test loaded it
 limits_key = pytest.StashKey[Any]()  # measure.roofline.DeviceLimits, once a test measured them
 environment_key = pytest.StashKey[dict]()
-results_log_key = pytest.StashKey[Any]()  # reports.results_log.ResultsLog, with --ascend-results-log
+results_log_key = pytest.StashKey[Any]()  # reports.results_log.ResultsLog (--ascend-results-log)
 sampler_key = pytest.StashKey[Any]()  # on an item: the measure.memory.MemorySampler of its test
 server_key = pytest.StashKey[Any]()  # serving.sglang_server.SessionServer, once a test used it
 

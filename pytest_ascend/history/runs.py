@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
+from pytest_ascend.errors import one_line
+
 
 class HistoryError(RuntimeError):
     """Nothing usable to compare (exit 2); the message says why in one line."""
@@ -72,7 +74,7 @@ def _stored_runs(storage: str) -> Iterator[Union[Run, Skipped]]:
     try:
         store = load_storage(uri, logger=_Silent(), netrc="")
     except Exception as exc:  # an unknown scheme, or elasticsearch not installed/reachable
-        raise HistoryError(f"--storage {storage}: {type(exc).__name__}: {exc}") from None
+        raise HistoryError(f"--storage {storage}: {one_line(exc)}") from None
     if isinstance(store, FileStorage):
         for path in store.query():
             yield _read_file(Path(path))

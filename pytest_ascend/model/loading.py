@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from pytest_ascend.errors import one_line
 from pytest_ascend.model import tiny
 from pytest_ascend.model.arithmetic import DTYPE_BYTES
 
@@ -241,8 +242,7 @@ def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> t
                 **{DTYPE_KWARG: TORCH_DTYPES[dtype]},
             )
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ModelLoadError(f"loading {path} failed: {type(exc).__name__}: {first}") from exc
+        raise ModelLoadError(f"loading {path} failed: {one_line(exc)}") from exc
     # from_pretrained fills tensors the checkpoint lacks (or has in another shape) with fresh
     # random values and only logs it: for a validation run that is a silently wrong model.
     absent = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])

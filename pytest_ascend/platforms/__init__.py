@@ -19,6 +19,7 @@ import functools
 from importlib import import_module, metadata
 from typing import TYPE_CHECKING
 
+from pytest_ascend.errors import one_line
 from pytest_ascend.platforms.base import DatasheetPeak, DeviceUnavailable, Platform
 
 if TYPE_CHECKING:
@@ -73,10 +74,9 @@ def get_platform(kind: str) -> Platform:
         platform_class = getattr(import_module(module_name), attribute)
         platform = platform_class()
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise DeviceUnavailable(
             f"platform {kind!r} ({target}, entry point group {ENTRY_POINT_GROUP}) failed to "
-            f"load: {type(exc).__name__}: {first}; fix or uninstall the package providing it"
+            f"load: {one_line(exc)}; fix or uninstall the package providing it"
         ) from exc
     if not isinstance(platform, Platform) or platform.kind != kind:
         raise DeviceUnavailable(

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Mapping, Optional
 
+from pytest_ascend.errors import one_line
 from pytest_ascend.platforms.base import (
     DatasheetPeak,
     DeviceUnavailable,
@@ -130,7 +131,7 @@ class NpuPlatform(Platform):
             import torch_npu  # noqa: F401  (registers the torch.npu namespace)
         except Exception as exc:  # any failure here is a broken CANN/driver install
             raise DeviceUnavailable(
-                f"torch_npu is installed but failed to initialise: {_one_line(exc)}; check "
+                f"torch_npu is installed but failed to initialise: {one_line(exc)}; check "
                 f"that CANN's set_env.sh is sourced and matches torch_npu{hint}"
             ) from exc
         backend = getattr(torch, "npu", None)
@@ -140,7 +141,7 @@ class NpuPlatform(Platform):
             available = backend.is_available() and backend.device_count() > 0
         except Exception as exc:
             raise DeviceUnavailable(
-                f"torch_npu failed to initialise the NPU: {_one_line(exc)}{hint}"
+                f"torch_npu failed to initialise the NPU: {one_line(exc)}{hint}"
             ) from exc
         if not available:
             raise DeviceUnavailable(
@@ -156,11 +157,6 @@ class NpuPlatform(Platform):
 
         is_false = getattr(torch.npu, "is_jit_compile_false", None)
         return None if is_false is None else not is_false()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def ascend_version_file(path: Path) -> Optional[str]:
