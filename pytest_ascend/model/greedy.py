@@ -1,13 +1,21 @@
-"""Greedy generation with the per-step logits kept, through the model's own `generate`.
+"""Greedy generation with the per-step logits kept, and the suite's one definition of it.
 
-The compat checks compare generation paths (batch vs single, run vs rerun); they need the
-tokens and, at a point of divergence, the logits that decided it.
+"Greedy for exactly N tokens" means: the argmax over the whole vocabulary at every step, eos
+included, and no stopping at eos, for N steps. Every path the suite compares decodes this
+way (the timed loop in measure.generation, the prefill/decode hand-over and the prefix cache
+through `greedy_continue`, speculative decoding with `stop_at_eos=False`, an SGLang server
+asked for `ignore_eos`), and `greedy_generate(..., ignore_eos=True)` is the reference they
+are held against, through transformers' own `generate`.
+
+transformers' `min_new_tokens` is *not* this: it bans eos (logits set to -inf) until the
+last step. A chat model such as Qwen2.5-14B-Instruct makes eos the argmax at the end of
+nearly every answer, so a reference built on it disagrees with every raw-argmax path there.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -31,25 +39,26 @@ def greedy_generate(
     *,
     ignore_eos: bool = False,
 ) -> list[GreedyOutput]:
-    """Greedy-decode `prompts` as one left-padded batch.
+    """Greedy-decode `prompts` as one left-padded batch with the model's own `generate`.
 
-    With `ignore_eos`, every sequence produces exactly `max_new_tokens` tokens, so runs that
-    are compared step by step do the same work.
+    Without `ignore_eos` a sequence ends after its first eos, as `generate` ends it. With
+    `ignore_eos`, the suite's definition above: exactly `max_new_tokens` argmax tokens per
+    sequence, eos among them wherever it is the argmax.
     """
     from transformers import GenerationConfig
 
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True)
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    eos = model.generation_config.eos_token_id
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
-        min_new_tokens=max_new_tokens if ignore_eos else 0,
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=model.generation_config.eos_token_id,
+        eos_token_id=None if ignore_eos else eos,
         output_logits=True,
         return_dict_in_generate=True,
     )
-    with torch.inference_mode():
+    with torch.inference_mode(), _no_eos(model) if ignore_eos else nullcontext():
         out = model.generate(**inputs, generation_config=config)
     prompt_len = inputs["input_ids"].shape[1]
     logits = torch.stack(out.logits, dim=1).float().cpu()  # [batch, steps, vocab]
@@ -57,9 +66,22 @@ def greedy_generate(
     for row in range(len(prompts)):
         tokens = out.sequences[row, prompt_len:].tolist()
         if not ignore_eos:
-            tokens = _until_eos(tokens, config.eos_token_id)
+            tokens = _until_eos(tokens, eos)
         results.append(GreedyOutput(tokens, logits[row, : len(tokens)]))
     return results
+
+
+@contextmanager
+def _no_eos(model: Any) -> Iterator[None]:
+    """`generate` fills an unset eos_token_id from the model's own generation config; unset
+    it there too for the call, so eos is an ordinary token: never banned, never a stop."""
+    config = model.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = None
+    try:
+        yield
+    finally:
+        config.eos_token_id = saved
 
 
 def _until_eos(tokens: list[int], eos: Any) -> list[int]:

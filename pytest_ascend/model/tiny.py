@@ -64,6 +64,10 @@ class TinyRecipe:
     max_position_embeddings: int = 16384
     rope_theta: float = 1_000_000.0
     init_std: float = 0.1
+    # Scales the vocabulary projection's eos row: above ~2, eos becomes the argmax mid-answer
+    # on most seed prompts, as it does at the end of a real chat model's answers (a model to
+    # check that every greedy path treats eos alike).
+    eos_logit_scale: float = 1.0
     seed: int = 0
 
     def validate(self) -> None:
@@ -227,6 +231,7 @@ def build_checkpoint(recipe: TinyRecipe, out_dir: Path) -> None:
                 param.fill_(1.0)
             else:
                 param.copy_(torch.randn(param.shape, generator=generator) * recipe.init_std)
+        model.lm_head.weight[eos_id] *= recipe.eos_logit_scale
     model.generation_config = GenerationConfig(
         eos_token_id=[eos_id, pad_id], pad_token_id=pad_id, do_sample=False
     )
