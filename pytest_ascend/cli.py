@@ -2,7 +2,8 @@
 
 `pytest-ascend history` compares benchmark runs grouped by CANN version (or any
 machine_info key) and can gate a nightly job on regressions. Exit codes: 0 fine, 1 a
-regression with --fail-on-regression, 2 bad usage or nothing to compare.
+regression with --fail-on-regression (and nothing else: a nightly job reads 1 as "the new
+stack is slower"), 2 bad usage or nothing to compare, 3 an internal error of this tool.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from pytest_ascend.errors import one_line
 from pytest_ascend.history import gate as hist
 from pytest_ascend.history.runs import HistoryError, load_runs
 
 FORMATS = ("table", "json", "markdown")
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _fraction(text: str) -> float:
@@ -78,10 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "history":
+    if args.command != "history":
+        parser.print_help()
+        return EXIT_OK
+    try:
         return run_history(args)
-    parser.print_help()
-    return 0
+    except Exception as exc:  # a bug here must never read as a regression (exit 1)
+        print(f"pytest-ascend history: internal error: {one_line(exc)} (please report it with "
+              f"the command and its input files)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -102,7 +110,7 @@ def run_history(args: argparse.Namespace) -> int:
         )
     except HistoryError as exc:
         print(f"pytest-ascend history: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     render = {"table": report.render_table, "json": report.render_json,
               "markdown": report.render_markdown}[args.format]
     print(render(history))
@@ -112,8 +120,8 @@ def run_history(args: argparse.Namespace) -> int:
                 write(history, path)
             except (OSError, ValueError) as exc:
                 print(f"pytest-ascend history: cannot write {path}: {exc}", file=sys.stderr)
-                return 2
-    return 1 if args.fail_on_regression and history.regressions else 0
+                return EXIT_USAGE
+    return EXIT_REGRESSION if args.fail_on_regression and history.regressions else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -17,18 +17,16 @@ already summarised in them).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from pytest_ascend.history.runs import HistoryError, Run
+from pytest_ascend.history.runs import CONTEXT_KEYS, HistoryError, Run
 from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
 DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction")
-# Runs are only compared within one context: same hardware, model, dtype, smoke or not.
-CONTEXT_KEYS = ("ascend.device_kind", "ascend.device_name", "ascend.model", "ascend.dtype",
-                "ascend.smoke")
 _HIGHER_IS_BETTER = re.compile(
     r"(_per_s|_fraction|_gb_s|_tflops|speedup|scaling_vs_batch1|hit_rate|acceptance_rate|"
     r"tokens_saved|mean_accepted_length)$"
@@ -212,7 +210,8 @@ def _metric_samples(bench: dict, metric: str) -> tuple[list[float], Optional[flo
         value = stats.get("median")
     else:
         value = (bench.get("extra_info") or {}).get(metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
         return [], None
     return [float(value)], _round_noise(stats)
 

@@ -11,11 +11,16 @@ rewritten (nothing here writes).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
 from pytest_ascend.errors import one_line
+
+# Runs are only compared within one context: same hardware, model, dtype, smoke or not.
+CONTEXT_KEYS = ("ascend.device_kind", "ascend.device_name", "ascend.model", "ascend.dtype",
+                "ascend.smoke")
 
 
 class HistoryError(RuntimeError):
@@ -85,21 +90,86 @@ def _stored_runs(storage: str) -> Iterator[Union[Run, Skipped]]:
 
 def _read_file(path: Path) -> Union[Run, Skipped]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Skipped(str(path), f"unreadable: {exc}")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
+        if _is_results_log(text):
+            return Skipped(str(path), "a pytest-ascend results log (JSON lines); the history "
+                           "reads pytest-benchmark output only (--benchmark-json, "
+                           "--benchmark-autosave)")
         return Skipped(str(path), f"not JSON ({exc.msg} at line {exc.lineno})")
     return _as_run(str(path), data)
 
 
+def _is_results_log(text: str) -> bool:
+    try:
+        first = json.loads(text.split("\n", 1)[0])
+    except json.JSONDecodeError:
+        return False
+    return isinstance(first, dict) and first.get("type") == "session_start"
+
+
 def _as_run(source: str, data: Any) -> Union[Run, Skipped]:
+    problem = _shape_problem(data)
+    if problem is not None:
+        return Skipped(source, problem)
+    return Run(source, data.get("datetime") or "", data["machine_info"], data["benchmarks"])
+
+
+def _shape_problem(data: Any) -> Optional[str]:
+    """What makes `data` unusable as a pytest-ascend run, or None. Everything the history
+    later reads is checked here, so a malformed file is skipped by name, never a traceback
+    (nor an exit status that could be taken for a regression)."""
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or \
             not isinstance(data.get("machine_info"), dict):
-        return Skipped(source, "not pytest-benchmark output (no benchmarks / machine_info)")
-    if not isinstance(data["machine_info"].get("ascend"), dict):
-        return Skipped(source, "no ascend block in machine_info (not a pytest-ascend run)")
-    return Run(source, str(data.get("datetime") or ""), data["machine_info"], data["benchmarks"])
+        return "not pytest-benchmark output (no benchmarks / machine_info)"
+    ascend = data["machine_info"].get("ascend")
+    if not isinstance(ascend, dict):
+        return "no ascend block in machine_info (not a pytest-ascend run)"
+    for key, value in ascend.items():
+        if not (_scalar(value) or isinstance(value, dict)):
+            return f"machine_info.ascend.{key} is a {type(value).__name__}, not a value"
+    for dotted in CONTEXT_KEYS:
+        value = ascend.get(dotted.split(".", 1)[1])
+        if not _scalar(value):
+            return f"machine_info.{dotted} is a {type(value).__name__}, not a value"
+    if not isinstance(data.get("datetime") or "", str):
+        return "datetime is not text"
+    for index, bench in enumerate(data["benchmarks"]):
+        problem = _benchmark_problem(bench)
+        if problem is not None:
+            return f"benchmarks[{index}] {problem}"
+    return None
+
+
+def _benchmark_problem(bench: Any) -> Optional[str]:
+    if not isinstance(bench, dict):
+        return "is not an object"
+    name = bench.get("fullname") or bench.get("name")
+    if not isinstance(name, str):
+        return "has no name"
+    stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
+    if not isinstance(stats, dict) or not isinstance(extra, dict):
+        return f"({name}): stats or extra_info is not an object"
+    data = stats.get("data", [])
+    if not isinstance(data, list) or not all(_number(x) for x in data):
+        return f"({name}): stats.data holds something other than numbers"
+    for key in ("median", "iqr"):
+        if stats.get(key) is not None and not _number(stats[key]):
+            return f"({name}): stats.{key} is not a number"
+    return None
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool)) or _number(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 class _Silent:

@@ -217,3 +217,98 @@ def test_a_storage_uri_pytest_benchmark_refuses_exits_2_in_one_line(capsys):
     code, _, err = history(capsys, "--storage", "ftp://example/benchmarks")
     assert code == 2 and "Storage must be in form of file://path" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _mutate_first_benchmark(run, edit):
+    data = copy.deepcopy(run)
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda d: d.update(benchmarks=[1, "x"]), "benchmarks[0] is not an object"),
+    (lambda d: d["benchmarks"][0]["stats"].update(data=["oops"]),
+     "stats.data holds something other than numbers"),
+    (lambda d: d["machine_info"]["ascend"].update(cann=["8.0.RC2"]),
+     "machine_info.ascend.cann is a list, not a value"),
+    (lambda d: [d["benchmarks"][0].pop(k) for k in ("name", "fullname")],
+     "benchmarks[0] has no name"),
+    (lambda d: d["benchmarks"][0].update(extra_info=[]), "extra_info is not an object"),
+    (lambda d: d["benchmarks"][0]["stats"].update(median="fast"), "stats.median is not a number"),
+])
+def test_a_malformed_run_is_skipped_by_name(real_runs, tmp_path, capsys, edit, reason):
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    (tmp_path / "bad.json").write_text(json.dumps(_mutate_first_benchmark(real_runs[1], edit)))
+    code, out, err = history(capsys, "--storage", tmp_path, "--fail-on-regression")
+    assert code == 0 and "8.0.RC2" in out
+    assert f"skipped {tmp_path / 'bad.json'}: " in err and reason in err
+    assert "Traceback" not in err
+
+
+def test_a_results_log_is_named_as_such(tmp_path, capsys):
+    log = tmp_path / "run.jsonl"
+    log.write_text('{"type": "session_start", "ascend": {}}\n{"type": "test"}\n')
+    code, _, err = history(capsys, "--json", log)
+    assert code == 2 and "a pytest-ascend results log (JSON lines)" in err
+
+
+def test_an_internal_error_is_exit_3_never_1(real_runs, tmp_path, capsys, monkeypatch):
+    from pytest_ascend.history import gate
+
+    relabel(real_runs[0], tmp_path, "8.0.RC2")
+    monkeypatch.setattr(gate, "build_history", lambda *a, **k: 1 / 0)
+    code, _, err = history(capsys, "--storage", tmp_path, "--fail-on-regression")
+    assert code == 3 and "internal error: ZeroDivisionError" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+REPLACEMENTS = ([], {}, "x", "", 0, -1, 1e308, None, True, [1, "x"], {"a": []}, [None])
+
+
+def _nodes(value, path=()):
+    """Every (path, value) in a JSON tree, the root included."""
+    yield path, value
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from _nodes(child, path + (key,))
+
+
+def _replace(tree, path, new):
+    if not path:
+        return new
+    parent = tree
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = new
+    return tree
+
+
+def test_fuzzed_runs_never_give_a_traceback_or_a_false_regression(real_runs, tmp_path,
+                                                                   capsys):
+    """Random truncations and type swaps of a real stored run, each beside an intact run
+    under another label: every one is read or skipped by name; the exit status is 0 (both
+    runs used, or the bad one skipped) or 2 (nothing left to compare), never 1 without a
+    regression printed, never 3, never a traceback."""
+    import random
+
+    rng = random.Random(20261125)
+    base = json.dumps(real_runs[0])
+    relabel(real_runs[1], tmp_path / "storage", "8.0.RC2")
+    fuzz = tmp_path / "storage" / "fuzzed.json"
+    for case in range(300):
+        if case % 3 == 0:
+            fuzz.write_text(base[: rng.randrange(len(base))])
+        else:
+            tree = json.loads(base)
+            for _ in range(rng.randint(1, 3)):
+                path, _ = rng.choice(list(_nodes(tree)))
+                tree = _replace(tree, path, copy.deepcopy(rng.choice(REPLACEMENTS)))
+            fuzz.write_text(json.dumps(tree))
+        code, out, err = history(capsys, "--storage", tmp_path / "storage", "--format",
+                                 rng.choice(["table", "json", "markdown"]),
+                                 "--fail-on-regression")
+        where = f"case {case}: {fuzz.read_text()[:300]!r}"
+        assert "Traceback" not in err and code in (0, 1, 2), f"{where}\n{err}"
+        if code == 1:
+            assert "REGRESSION" in out or '"verdict": "regression"' in out, where
