@@ -127,22 +127,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         tail = server.log_tail()
         if tail:
             report.sections.append(("SGLang server log (tail)", tail))
-    log = item.config.stash.get(stash.results_log_key, None)
-    if log is not None and (report.when == "call" or not report.passed):
-        log.write(
-            "test", nodeid=report.nodeid, when=report.when, outcome=report.outcome,
-            duration_s=report.duration, message=_outcome_message(report),
-            metrics=_test_metrics(item) if report.when == "call" else None,
-        )
+    if report.when == "call" or not report.passed:
+        _log(item.config, "test", nodeid=report.nodeid, when=report.when,
+             outcome=report.outcome, duration_s=report.duration,
+             message=_outcome_message(report),
+             metrics=_test_metrics(item) if report.when == "call" else None)
     return report
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     log = session.config.stash.get(stash.results_log_key, None)
     if log is not None:
-        log.write("session_end", exitstatus=int(exitstatus),
-                  ascend=stash.ascend_block(session.config))
+        _log(session.config, "session_end", exitstatus=int(exitstatus),
+             ascend=stash.ascend_block(session.config))
         log.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    log = config.stash.get(stash.results_log_key, None)
+    if log is not None and log.failure is not None:
+        terminalreporter.write_line(
+            f"pytest-ascend: the results log {log.path} is incomplete: {log.lost} record(s) "
+            f"not written ({log.failure})", yellow=True, bold=True)
 
 
 class JsonReportEnvironment:
@@ -181,8 +187,21 @@ def _open_results_log(config: pytest.Config, path: Any) -> None:
             f"writable path"
         ) from None
     config.stash[stash.results_log_key] = log
-    log.write("session_start", args=list(config.invocation_params.args),
-              ascend=stash.ascend_block(config))
+    _log(config, "session_start", args=list(config.invocation_params.args),
+         ascend=stash.ascend_block(config))
+
+
+def _log(config: pytest.Config, kind: str, **fields: Any) -> None:
+    """A record into the results log, if there is one. The first write that fails (a full
+    disk) says so once, at once; the tests go on and the summary counts what was lost."""
+    log = config.stash.get(stash.results_log_key, None)
+    if log is None:
+        return
+    failed_before = log.failure is not None
+    log.write(kind, **fields)
+    if log.failure is not None and not failed_before:
+        stash.write_line(config, f"pytest-ascend: WARNING: --ascend-results-log {log.path}: "
+                                 f"{log.failure}; no more records go there, the tests go on")
 
 
 def _test_metrics(item: pytest.Item) -> Optional[dict]:

@@ -15,7 +15,6 @@ imported when the session needs it, and a broken one is a one-line error then.
 
 from __future__ import annotations
 
-import functools
 from importlib import import_module, metadata
 from typing import TYPE_CHECKING
 
@@ -56,9 +55,8 @@ def platform_names() -> tuple[str, ...]:
     return tuple(_registry())
 
 
-@functools.lru_cache(maxsize=None)
 def get_platform(kind: str) -> Platform:
-    """The platform of `kind`, its module imported on first use."""
+    """The platform of `kind` (a new, stateless instance), its module imported on first use."""
     registry = _registry()
     if kind not in registry:
         raise DeviceUnavailable(f"unknown device kind {kind!r}: use one of "

@@ -61,3 +61,34 @@ def test_a_line_cut_short_by_a_kill_is_left_out(tmp_path):
     log = tmp_path / "run.jsonl"
     log.write_text(json.dumps({"type": "test", "outcome": "passed"}) + "\n" + '{"type": "te')
     assert read_results_log(log) == [{"type": "test", "outcome": "passed"}]
+
+
+def test_a_full_disk_is_one_warning_and_the_tests_go_on(pytester):
+    """/dev/full answers every write with ENOSPC, as a full filesystem does."""
+    pytester.makepyfile("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    result = pytester.runpytest_subprocess("--ascend-results-log", "/dev/full",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0 and "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    warnings = [line for line in result.stdout.lines if "WARNING: --ascend-results-log" in line]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0]
+    result.stdout.fnmatch_lines(["pytest-ascend: the results log /dev/full is incomplete: "
+                                 "4 record(s) not written (No space left on device)"])
+
+
+def test_a_session_after_a_cut_line_starts_on_a_fresh_line(pytester):
+    log = pytester.path / "run.jsonl"
+    log.write_text(json.dumps({"type": "test", "outcome": "passed"}) + "\n" + '{"type": "te')
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    pytester.runpytest("--ascend-results-log", str(log)).assert_outcomes(passed=1)
+    records = read_results_log(log)
+    assert [r["type"] for r in records] == ["test", "session_start", "test", "session_end"]
+    assert records.cut_lines == 1
+
+
+def test_cut_lines_anywhere_are_skipped_and_counted(tmp_path):
+    log = tmp_path / "run.jsonl"
+    good = json.dumps({"type": "test", "outcome": "passed"})
+    log.write_text("\n".join([good, '{"type": "te', good, "[1, 2]", good, '{"ty']) + "\n")
+    records = read_results_log(log)
+    assert len(records) == 3 and records.cut_lines == 3
