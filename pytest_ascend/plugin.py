@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pytest
 
 from pytest_ascend import stash
+from pytest_ascend.report_guard import ReportGuard
 from pytest_ascend.settings import OPTIONS, SettingsError, resolve_settings
 
 pytest_plugins = ["pytest_ascend.fixtures"]
@@ -57,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.pluginmanager.register(JsonReportEnvironment(config), "ascend-json-report")
+    config.stash[stash.guard_key] = ReportGuard(config)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -135,20 +137,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    log = session.config.stash.get(stash.results_log_key, None)
-    if log is not None:
-        _log(session.config, "session_end", exitstatus=int(exitstatus),
-             ascend=stash.ascend_block(session.config))
-        log.close()
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    """Around every other plugin's session end (report_guard.py says why): the reports are
+    protected from each other, and the results log's last line carries the final status."""
+    config = session.config
+    guard = config.stash[stash.guard_key]
+    guard.before_session_end()
+    try:
+        return (yield)
+    finally:
+        session.exitstatus = guard.exit_status(session.exitstatus)
+        log = config.stash.get(stash.results_log_key, None)
+        if log is not None:
+            _log(config, "session_end", exitstatus=int(session.exitstatus),
+                 ascend=stash.ascend_block(config))
+            log.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Reports that were not (fully) written, one line each."""
+    guard = config.stash[stash.guard_key]
+    guard.check_json_report()
     log = config.stash.get(stash.results_log_key, None)
     if log is not None and log.failure is not None:
-        terminalreporter.write_line(
-            f"pytest-ascend: the results log {log.path} is incomplete: {log.lost} record(s) "
-            f"not written ({log.failure})", yellow=True, bold=True)
+        guard.failures.append(f"the results log {log.path} is incomplete: {log.lost} "
+                              f"record(s) not written ({log.failure})")
+    for failure in guard.failures:
+        terminalreporter.write_line(f"pytest-ascend: {failure}", red=True, bold=True)
 
 
 class JsonReportEnvironment:

@@ -21,6 +21,7 @@ limits_key = pytest.StashKey[Any]()  # measure.roofline.DeviceLimits, once a tes
 environment_key = pytest.StashKey[dict]()
 results_log_key = pytest.StashKey[Any]()  # reports.results_log.ResultsLog (--ascend-results-log)
 sampler_key = pytest.StashKey[Any]()  # on an item: the measure.memory.MemorySampler of its test
+guard_key = pytest.StashKey[Any]()  # report_guard.ReportGuard of the session
 server_key = pytest.StashKey[Any]()  # serving.sglang_server.SessionServer, once a test used it
 
 

@@ -3,6 +3,7 @@ killed mid-way keeps what it measured; an existing log is appended to, never rep
 
 import json
 
+from pytest_ascend.report_guard import EXIT_REPORT_NOT_WRITTEN
 from pytest_ascend.reports.results_log import read_results_log
 
 CRASHING_SUITE = """
@@ -69,11 +70,12 @@ def test_a_full_disk_is_one_warning_and_the_tests_go_on(pytester):
     result = pytester.runpytest_subprocess("--ascend-results-log", "/dev/full",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
-    assert result.ret == 0 and "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == EXIT_REPORT_NOT_WRITTEN
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     warnings = [line for line in result.stdout.lines if "WARNING: --ascend-results-log" in line]
     assert len(warnings) == 1 and "No space left on device" in warnings[0]
     result.stdout.fnmatch_lines(["pytest-ascend: the results log /dev/full is incomplete: "
-                                 "4 record(s) not written (No space left on device)"])
+                                 "3 record(s) not written (No space left on device)"])
 
 
 def test_a_session_after_a_cut_line_starts_on_a_fresh_line(pytester):
