@@ -14,7 +14,12 @@ import pytest
 
 from pytest_ascend import stash
 from pytest_ascend.report_guard import ReportGuard
-from pytest_ascend.settings import OPTIONS, SettingsError, resolve_settings
+from pytest_ascend.settings import (
+    OPTIONS,
+    SettingsError,
+    resolve_settings,
+    space_separated_paths,
+)
 
 pytest_plugins = ["pytest_ascend.fixtures"]
 
@@ -100,7 +105,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from pytest_ascend.reports.provenance import header_lines
 
     plan = config.stash.get(stash.plan_key, None)
-    return header_lines(plan) if plan is not None else []
+    return [*_rootdir_warnings(config), *(header_lines(plan) if plan is not None else [])]
 
 
 # Reports ------------------------------------------------------------------------------------
@@ -243,6 +248,20 @@ def _outcome_message(report: pytest.TestReport) -> Optional[str]:
         return str(crash.message)
     lines = report.longreprtext.strip().splitlines()
     return lines[-1] if lines else None
+
+
+def _rootdir_warnings(config: pytest.Config) -> list[str]:
+    """A path-valued option given with a space can make pytest take its rootdir from the
+    value and lose the project's configuration (timeout, strict markers, testpaths). Said
+    when the rootdir found has no ini file, or one that does not hold the invocation dir."""
+    invoked = config.invocation_params
+    ini = config.inipath
+    if ini is not None and invoked.dir.resolve().is_relative_to(ini.parent.resolve()):
+        return []
+    found = f"ini file {ini}" if ini is not None else "no ini file"
+    return [f"pytest-ascend: WARNING: pytest chose rootdir {config.rootpath} ({found}) from "
+            f"`{flag} {value}`: this project's pytest settings are not in force; write "
+            f"{flag}={value}" for flag, value in space_separated_paths(invoked.args)]
 
 
 def _in_suite(item: pytest.Item) -> bool:

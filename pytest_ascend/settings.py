@@ -16,7 +16,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.model.tiny import (
@@ -56,6 +56,7 @@ class OptionSpec:
     metavar: Optional[str] = None
     is_seconds: bool = False  # a positive number of seconds
     is_list: bool = False  # repeatable flag; env var and ini key hold a shell-quoted list
+    is_path: bool = False  # the value may be a filesystem path
 
     @property
     def ini(self) -> str:
@@ -97,6 +98,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "model ('tiny:num_hidden_layers=2,hidden_size=64' changes its recipe)",
         default=BUILTIN_MODEL,
         metavar="PATH|tiny",
+        is_path=True,
     ),
     OptionSpec(
         "draft_model",
@@ -104,6 +106,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "draft model for speculative decoding: a checkpoint directory, 'tiny-draft' or 'none'",
         default_text="tiny-draft with the built-in model, else none",
         metavar="PATH|tiny-draft|none",
+        is_path=True,
     ),
     OptionSpec(
         "dtype",
@@ -133,6 +136,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "directory for the built-in models",
         default_text="$XDG_CACHE_HOME/pytest-ascend",
         metavar="DIR",
+        is_path=True,
     ),
     OptionSpec(
         "expect_spec_speedup",
@@ -179,6 +183,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Python interpreter that has sglang installed, for --sglang-launch",
         default_text="the one running pytest",
         metavar="PATH",
+        is_path=True,
     ),
     OptionSpec(
         "sglang_timeout",
@@ -194,6 +199,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
         "at once, so a crash or a kill mid-run keeps every finished result",
         metavar="PATH",
+        is_path=True,
     ),
 )
 
@@ -226,6 +232,15 @@ class AscendSettings:
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
+
+
+def space_separated_paths(args: Sequence[str]) -> list[tuple[str, str]]:
+    """(flag, value) of every path-valued option given as `--flag VALUE` whose value is an
+    existing path. pytest reads its rootdir and ini file before plugins register their
+    options, so it takes such a value for a test path and may pick its rootdir from it."""
+    flags = {spec.flag for spec in OPTIONS if spec.is_path}
+    return [(flag, value) for flag, value in zip(args, args[1:])
+            if flag in flags and os.path.exists(value)]
 
 
 RawGetter = Callable[[OptionSpec], Optional[object]]

@@ -100,3 +100,22 @@ def test_header_appears_when_collected_tests_need_the_device(pytester, monkeypat
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(["pytest-ascend: device cpu (*) | dtype float32 (cpu default)*"])
     result.assert_outcomes(passed=1)
+
+
+def test_a_path_option_given_with_a_space_that_moved_the_rootdir_is_warned(pytester,
+                                                                           monkeypatch):
+    """`--ascend-cache /elsewhere` makes pytest take /elsewhere for a test path and pick its
+    rootdir there: the project's ini is lost. `--ascend-cache=/elsewhere` does not."""
+    project = pytester.mkdir("project")
+    project.joinpath("pytest.ini").write_text("[pytest]\nmarkers =\n    own: a marker\n")
+    project.joinpath("test_it.py").write_text(TRIVIAL)
+    elsewhere = pytester.mkdir("elsewhere")
+    monkeypatch.chdir(project)
+    spaced = pytester.runpytest_subprocess("--ascend-cache", str(elsewhere))
+    spaced.stdout.fnmatch_lines([f"pytest-ascend: WARNING: pytest chose rootdir * (no ini file) "
+                                 f"from `--ascend-cache {elsewhere}`*write "
+                                 f"--ascend-cache={elsewhere}"])
+    joined = pytester.runpytest_subprocess(f"--ascend-cache={elsewhere}")
+    joined.stdout.fnmatch_lines([f"rootdir: {project}", "configfile: pytest.ini"])
+    assert "WARNING: pytest chose rootdir" not in joined.stdout.str()
+    joined.assert_outcomes(passed=1)
