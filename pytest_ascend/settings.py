@@ -29,6 +29,7 @@ from pytest_ascend.platforms import platform_names
 
 DTYPE_CHOICES = tuple(DTYPE_BYTES)
 NO_DRAFT = "none"
+_PLUGIN_SGLANG_FLAGS = ("--port", "--host")  # where the plugin finds the server it launched
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -275,6 +276,14 @@ def resolve_settings(
             f"pairs with the built-in model; give a draft checkpoint that shares the tokenizer "
             f"of {model}, or 'none'"
         )
+    for arg in values["sglang_arg"]:  # type: ignore[union-attr]
+        flag = str(arg).split("=", 1)[0]
+        if flag in _PLUGIN_SGLANG_FLAGS:
+            raise SettingsError(
+                f"--sglang-arg {arg} ({sources['sglang_arg']}): the plugin chooses {flag} of "
+                f"the server it launches (127.0.0.1, a free port) and polls it there; drop "
+                f"it, or start the server yourself and pass --sglang-url"
+            )
     cache, results_log = values["cache"], values["results_log"]
     return AscendSettings(
         device=str(values["device"]),

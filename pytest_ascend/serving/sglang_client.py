@@ -10,8 +10,9 @@ import json
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 class ServerError(RuntimeError):
@@ -29,11 +30,18 @@ def is_healthy(base_url: str) -> bool:
 
 
 class SGLangClient:
-    """The HTTP APIs of one SGLang server."""
+    """The HTTP APIs of one SGLang server.
 
-    def __init__(self, base_url: str, timeout_s: float = 600.0) -> None:
+    `gone` says why the server is no longer there (None while it runs): a request that
+    cannot connect then raises ServerError with that reason ("exited with signal 9" and
+    the log's last words) instead of a bare "Connection refused".
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 600.0,
+                 gone: Callable[[], Optional[str]] = lambda: None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.gone = gone
 
     def healthy(self) -> bool:
         return is_healthy(self.base_url)
@@ -123,18 +131,32 @@ class SGLangClient:
             f"{self.base_url}{path}", data=data,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
-        return urllib.request.urlopen(request, timeout=self.timeout_s)
+        with self._explained():
+            return urllib.request.urlopen(request, timeout=self.timeout_s)
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """A lost connection, explained by the server's exit when it exited."""
+        try:
+            yield
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, ConnectionError):
+            reason = self.gone()
+            if reason is None:
+                raise
+            raise ServerError(reason) from None
 
     def _get(self, path: str) -> dict:
-        with self._open(path, None) as response:
+        with self._open(path, None) as response, self._explained():
             return json.loads(response.read())
 
     def _post(self, path: str, body: dict) -> dict:
-        with self._open(path, body) as response:
+        with self._open(path, body) as response, self._explained():
             return json.loads(response.read())
 
     def _stream(self, path: str, body: dict) -> Iterator[tuple[float, dict]]:
-        with self._open(path, body) as response:
+        with self._open(path, body) as response, self._explained():
             for raw in response:
                 line = raw.decode().strip()
                 if not line.startswith("data:"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shlex
 import signal
 import socket
@@ -100,13 +101,17 @@ class ServerProcess:
             log.close()
 
     def wait_ready(self) -> None:
+        """Poll /health_generate until 200; fail at once when the process exits or its log
+        shows a fatal error (a port in use, a traceback), never after a silent timeout."""
         start = time.monotonic()
         last_note = start
         while True:
-            code = self.process.poll() if self.process else None
-            if code is not None:
-                raise ServerError(f"the server exited with code {code} before it was ready "
-                                  f"(log: {self.log_path}): {self.last_log_line()}")
+            gone = self.exit_reason()
+            if gone is not None:
+                raise ServerError(f"{gone} before it was ready")
+            fatal = self.fatal_line()
+            if fatal is not None:
+                raise ServerError(f"the server failed to start (log: {self.log_path}): {fatal}")
             if is_healthy(self.base_url):
                 self.progress(f"SGLang server ready at {self.base_url} after "
                               f"{time.monotonic() - start:.0f} s")
@@ -132,16 +137,56 @@ class ServerProcess:
             pass
         self.process = None
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def exit_reason(self) -> Optional[str]:
+        """None while the server runs; once it exited, how (code or signal) and why."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return None
+        how = f"signal {-code}" if code < 0 else f"code {code}"
+        return f"the SGLang server exited with {how} (log: {self.log_path}): {self.last_words()}"
+
+    def fatal_line(self) -> Optional[str]:
+        """The line that says why, if the log shows an error no server survives."""
+        text = self._log_text()
+        return self.last_words() if _FATAL.search(text) else None
+
+    def last_words(self) -> str:
+        """One line: the last traceback's exception, or a fatal line, else the last line."""
+        lines = [line for line in self._log_text().splitlines() if line.strip()]
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+        if starts:
+            after = lines[starts[-1] + 1:]
+            raised = [line for line in after if not line[0].isspace()]
+            if raised:
+                return raised[0][:300]
+        fatal = [line for line in lines if _FATAL.search(line)]
+        if fatal:
+            return fatal[-1][:300]
+        return lines[-1][:300] if lines else "(no output yet)"
+
+    def log_tail(self) -> str:
+        """What a failure report needs of the log: from the last traceback on (at most 40
+        lines), else the last 15 lines; not the import noise before them."""
+        lines = self._log_text().splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+        if starts:
+            return "\n".join(lines[starts[-1]:][:40])
+        return "\n".join(lines[-15:])
 
     def last_log_line(self) -> str:
-        tail = [line for line in self.log_tail(20).splitlines() if line.strip()]
-        return tail[-1][:300] if tail else "(no output yet)"
+        lines = [line for line in self._log_text().splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "(no output yet)"
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+# A server that logged one of these will not become healthy: fail now, not at the timeout.
+_FATAL = re.compile(r"address already in use|^Traceback \(most recent call last\)",
+                    re.IGNORECASE | re.MULTILINE)
 
 
 def stop_process_tree(pid: int, grace_s: float = 15.0) -> None:
@@ -232,6 +277,6 @@ def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[Ses
             stack.enter_context(process)
         except ServerError as exc:
             raise ServerError(f"--sglang-launch: {exc}") from None
-        client = SGLangClient(process.base_url)
+        client = SGLangClient(process.base_url, gone=process.exit_reason)
         yield SessionServer(client, client.facts(launched=True, log=log), process)
     progress("SGLang server stopped")

@@ -76,3 +76,12 @@ def test_defaults_are_written_once_in_the_option_table():
     assert SPECS["memory_interval"].help_text().endswith("(default: 0.05)")
     assert SPECS["sglang_timeout"].help_text().endswith("(default: 600)")
     assert "(default:" not in SPECS["trust_remote_code"].help_text()
+
+
+@pytest.mark.parametrize("args", [("--port=31000",), ("--tp-size", "1", "--host", "0.0.0.0")])
+def test_the_launched_servers_port_and_host_are_the_plugins(args):
+    with pytest.raises(SettingsError, match=r"the plugin chooses --(port|host) of the server "
+                                            r"it launches .* pass --sglang-url"):
+        resolve(cli={"sglang_arg": list(args)})
+    with pytest.raises(SettingsError, match="environment variable PYTEST_ASCEND_SGLANG_ARG"):
+        resolve(env={"PYTEST_ASCEND_SGLANG_ARG": " ".join(args)})

@@ -14,10 +14,11 @@ import psutil
 import pytest
 
 from conftest import SGLANG_PYTHON
+from pytest_ascend.serving.sglang_client import SGLangClient
 from pytest_ascend.serving.sglang_server import ServerError, ServerProcess, free_port
 
 STAND_IN = textwrap.dedent("""
-    import http.server, multiprocessing, sys, time
+    import http.server, multiprocessing, os, sys, time
 
     def child():
         time.sleep(3600)
@@ -32,8 +33,9 @@ STAND_IN = textwrap.dedent("""
             print("request", *args, flush=True)
 
     if __name__ == "__main__":
-        multiprocessing.Process(target=child).start()  # a worker, as SGLang's scheduler
-        print("stand-in starting", flush=True)
+        worker = multiprocessing.Process(target=child)  # a worker, as SGLang's scheduler
+        worker.start()
+        print("stand-in starting: pids", os.getpid(), worker.pid, flush=True)
         http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """)
 
@@ -75,10 +77,45 @@ def test_an_early_exit_is_reported_with_the_log(tmp_path):
 
 
 def test_a_server_that_never_gets_healthy_times_out_and_is_killed(stand_in):
-    server = stand_in(ready_after_s=3600, timeout_s=2)
-    with pytest.raises(ServerError, match="not healthy after 2 s"):
+    server = stand_in(ready_after_s=3600, timeout_s=3)
+    with pytest.raises(ServerError, match="not healthy after 3 s"):
         server.__enter__()
     assert server.process is None
+    started = re.search(r"pids (\d+) (\d+)", server.log_path.read_text())
+    assert started, "the stand-in never started its worker"
+    for pid in map(int, started.groups()):
+        assert not psutil.pid_exists(pid) or \
+            psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"process {pid} outlived it"
+
+
+def test_a_fatal_startup_error_fails_at_once_not_at_the_timeout(tmp_path):
+    """A scheduler that crashed (its traceback in the log) while the launcher hangs on: the
+    wait ends at the traceback with its exception line, not after the whole timeout."""
+    crash = ("import sys, time\n"
+             "print('Traceback (most recent call last):')\n"
+             "print('  File \"scheduler.py\", line 1, in <module>')\n"
+             "print('OSError: [Errno 98] error while attempting to bind: address already in use')\n"
+             "sys.stdout.flush()\n"
+             "time.sleep(3600)\n")
+    server = ServerProcess([sys.executable, "-c", crash], f"http://127.0.0.1:{free_port()}",
+                           tmp_path / "log", timeout_s=300)
+    started = time.monotonic()
+    with pytest.raises(ServerError, match=r"failed to start .*: OSError: \[Errno 98\].*already "
+                                          r"in use"):
+        server.__enter__()
+    assert time.monotonic() - started < 30 and server.process is None
+
+
+def test_a_server_killed_mid_session_is_named_as_such(stand_in):
+    """kill -9 of the server while tests use it: the next request says the server died and
+    how, not "Connection refused"."""
+    with stand_in(ready_after_s=0.5) as server:
+        client = SGLangClient(server.base_url, gone=server.exit_reason)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        with pytest.raises(ServerError, match=r"the SGLang server exited with signal 9 "
+                                              r"\(log: .*\): request"):
+            client.server_info()
 
 
 def test_ctrl_c_mid_session_leaves_no_server_behind(pytester):
@@ -131,3 +168,26 @@ def test_a_url_without_a_server_fails_its_tests_in_one_line(pytester):
     result = pytester.runpytest("--sglang-url", url)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*--sglang-url {url}: no healthy SGLang server there*"])
+
+
+def test_a_real_server_killed_mid_session_is_reported_as_such(pytester):
+    if SGLANG_PYTHON is None:
+        pytest.skip("no SGLang here: set PYTEST_ASCEND_SGLANG_PYTHON to an interpreter with "
+                    "sglang (CI builds one with .ci/sglang-cpu/install.sh)")
+    pytester.makepyfile("""
+        import os
+        import signal
+
+        from pytest_ascend import stash
+
+        def test_after_the_server_died(sglang_server, pytestconfig):
+            launched = pytestconfig.stash[stash.server_key].process
+            os.killpg(launched.process.pid, signal.SIGKILL)  # the OOM killer, say
+            launched.process.wait(timeout=60)
+            sglang_server.generate("hello", 4)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sglang-launch",
+                                           f"--sglang-python={SGLANG_PYTHON}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ServerError: the SGLang server exited with signal 9 (log: *"])
+    assert "Connection refused" not in result.stdout.str()
