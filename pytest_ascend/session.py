@@ -70,13 +70,20 @@ def _resolve_device(choice: str) -> Any:
 
 
 def _check_models(plan: SessionPlan) -> None:
-    from pytest_ascend.model.loading import ModelSpecError, check_fits, check_model_spec
+    from pytest_ascend.model.loading import (
+        ModelSpecError,
+        check_buildable,
+        check_fits,
+        check_model_spec,
+    )
 
     settings = plan.settings
     try:
         info = check_model_spec(settings.model, "--ascend-model")
+        check_buildable(settings.model, settings.cache)
         if settings.draft_model is not None:
             check_model_spec(settings.draft_model, "--ascend-draft-model", settings.model)
+            check_buildable(settings.draft_model, settings.cache, settings.model)
         if info is not None and plan.model_sensible_here:
             free = plan.device.memory().free
             check_fits(info, plan.dtype, free, str(plan.device.torch_device))

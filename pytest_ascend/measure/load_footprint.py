@@ -7,16 +7,17 @@ freed and reused or imported lazily on the first load. So `cpu_load_footprint` r
 imports everything and builds the model class on the meta device first (lazy imports happen
 there, not inside the measured window), then loads, touches every parameter (safetensors
 maps weights lazily; untouched pages are not resident), and prints the growth of the
-resident set as JSON.
+resident set as JSON. The helper dies with its parent (pytest_ascend.processes).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from pytest_ascend.processes import run_helper
 
 
 def cpu_load_footprint(path: Path, dtype: str, trust_remote_code: bool = False) -> int:
@@ -24,7 +25,7 @@ def cpu_load_footprint(path: Path, dtype: str, trust_remote_code: bool = False) 
     cmd = [sys.executable, "-m", "pytest_ascend.measure.load_footprint", str(path), dtype]
     if trust_remote_code:
         cmd.append("--trust-remote-code")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    done = run_helper(cmd, timeout_s=3600)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"measuring the CPU load footprint of {path} failed: {tail}")

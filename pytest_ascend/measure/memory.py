@@ -88,21 +88,31 @@ class MemorySampler:
 
 @dataclass(frozen=True)
 class KvGrowth:
-    """Memory growth while a generation's KV cache grows, against the config's arithmetic."""
+    """A generation's KV cache growth, against the config's arithmetic, two ways.
+
+    `cache_bytes` is the cache tensors' own growth: exact on every device, so it must equal
+    the arithmetic. `memory_bytes` is what the device's memory figure did meanwhile: the
+    allocator's on an accelerator (the cache plus rounding), the process's resident set on a
+    CPU (the cache plus whatever transient buffers the heap keeps: a large vocabulary's
+    logits and matmul workspaces can dwarf a small cache there).
+    """
 
     new_tokens: int
-    measured_bytes: int  # allocated (process RSS on cpu) after decoding minus before
+    cache_bytes: int  # the cache tensors' bytes after decoding minus before
+    memory_bytes: int  # allocated (process RSS on cpu) after decoding minus before
     expected_bytes: int  # kv_bytes_per_token x new_tokens
-    source: str
+    source: str  # what memory_bytes is (the device's memory source)
 
     @property
     def ratio(self) -> float:
-        return self.measured_bytes / self.expected_bytes
+        """Memory growth over the arithmetic."""
+        return self.memory_bytes / self.expected_bytes
 
 
 def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any) -> KvGrowth:
     """Prefill `prompt_ids`, then decode `new_tokens` greedily holding the cache, and compare
-    the memory the device holds before and after the decode with what the cache must take.
+    what the cache tensors and the device's memory figure grew by with what the cache must
+    take.
 
     Only the cache survives between the two snapshots (each step's logits are dropped), so
     on an accelerator's allocator the growth is the cache's growth.
@@ -110,7 +120,14 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     import torch
 
     from pytest_ascend.model.arithmetic import kv_bytes_per_token
-    from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
+    from pytest_ascend.model.hf_compat import (
+        cache_tensors,
+        forward_kwargs,
+        output_cache,
+    )
+
+    def cache_bytes(cache: Any) -> int:
+        return sum(keys.nbytes + values.nbytes for keys, values in cache_tensors(cache))
 
     with torch.inference_mode():
         out = model(input_ids=prompt_ids, **forward_kwargs(model))
@@ -118,14 +135,14 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
         del out
         device.synchronize()
         device.empty_cache()  # allocated is unaffected; a CPU's RSS sheds freed blocks
-        before = device.memory().allocated
+        before, cache_before = device.memory().allocated, cache_bytes(cache)
         for _ in range(new_tokens):
             out = model(input_ids=token, **forward_kwargs(model, cache))
             cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
             del out
         device.synchronize()
         device.empty_cache()
-        after = device.memory().allocated
+        after, cache_after = device.memory().allocated, cache_bytes(cache)
     element = next(model.parameters()).element_size()
-    return KvGrowth(new_tokens, after - before, kv_bytes_per_token(model.config, element) * new_tokens,
-                    device.memory_source)
+    return KvGrowth(new_tokens, cache_after - cache_before, after - before,
+                    kv_bytes_per_token(model.config, element) * new_tokens, device.memory_source)

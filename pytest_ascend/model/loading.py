@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,34 @@ def resolve_model_dir(
     if tiny.is_builtin_spec(spec):
         recipe = _builtin_recipe(spec, "--ascend-model", base_spec)
         name = spec.split(":", 1)[0]
-        return tiny.ensure_built(recipe, cache_dir, name=name, progress=progress)
+        try:
+            return tiny.ensure_built(recipe, cache_dir, name=name, progress=progress)
+        except OSError as exc:  # a full or read-only cache: one line, not a transformers trace
+            raise ModelSpecError(_cache_problem(cache_dir, exc)) from None
     return inspect_checkpoint(spec).path
+
+
+def check_buildable(spec: str, cache_dir: Path, base_spec: Optional[str] = None) -> None:
+    """A built-in model not yet in the cache needs a cache it can be written to: check that
+    before any test, so the problem is one line at start-up, not an error in every test."""
+    if not tiny.is_builtin_spec(spec):
+        return
+    recipe = _builtin_recipe(spec, "--ascend-model", base_spec)
+    final = tiny.built_dir(recipe, cache_dir, spec.split(":", 1)[0])
+    if final.is_dir():
+        return
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=final.parent):
+            pass
+    except OSError as exc:
+        raise ModelSpecError(_cache_problem(cache_dir, exc)) from None
+
+
+def _cache_problem(cache_dir: Path, exc: OSError) -> str:
+    return (f"--ascend-cache {cache_dir}: cannot build the built-in model there "
+            f"({exc.strerror or exc}); pass --ascend-cache=DIR on a writable disk with a few "
+            f"MB free, or fix the directory's permissions")
 
 
 def check_model_spec(

@@ -165,8 +165,8 @@ def ensure_built(
     progress: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """The directory of the model for `recipe`, building it first if the cache lacks it."""
-    models_dir = Path(cache_dir) / "models"
-    final = models_dir / f"{name}-{recipe.key()}"
+    final = built_dir(recipe, cache_dir, name)
+    models_dir = final.parent
     if final.is_dir():
         return final
     if progress is not None:
@@ -184,6 +184,11 @@ def ensure_built(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def built_dir(recipe: TinyRecipe, cache_dir: Path, name: str = BUILTIN_MODEL) -> Path:
+    """Where the model for `recipe` is (or will be) in the cache."""
+    return Path(cache_dir) / "models" / f"{name}-{recipe.key()}"
 
 
 def _remove_stale_builds(models_dir: Path, older_than_s: float = 3600.0) -> None:

@@ -17,11 +17,9 @@ server's output goes to a log file whose tail is attached to failures.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-import psutil
-
+from pytest_ascend.processes import die_with_parent, stop_process_tree
 from pytest_ascend.serving.sglang_client import ServerError, SGLangClient, is_healthy
 
 Progress = Callable[[str], None]
@@ -43,15 +40,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except OSError:
-        pass
 
 
 class ServerProcess:
@@ -93,7 +81,7 @@ class ServerProcess:
         try:
             self.process = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, start_new_session=True, preexec_fn=_die_with_parent,
+                env=self.env, start_new_session=True, preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise ServerError(f"cannot start {self.argv[0]}: {exc.strerror}") from None
@@ -187,26 +175,6 @@ class ServerProcess:
 # A server that logged one of these will not become healthy: fail now, not at the timeout.
 _FATAL = re.compile(r"address already in use|^Traceback \(most recent call last\)",
                     re.IGNORECASE | re.MULTILINE)
-
-
-def stop_process_tree(pid: int, grace_s: float = 15.0) -> None:
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for proc in tree:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
 
 
 def launch_argv(

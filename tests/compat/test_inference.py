@@ -37,7 +37,13 @@ def test_greedy_generation_is_nonempty_repeatable_and_varied(model, tokenizer, s
     second = greedy_generate(model, tokenizer, [seed_prompts[name]], NEW_TOKENS)[0]
 
     assert first.tokens, "greedy generation produced no tokens"
-    assert tokenizer.decode(first.tokens, skip_special_tokens=True).strip(), "only special tokens"
+    unknown = sorted({t for t in first.tokens if t >= len(tokenizer)})
+    assert not unknown, (
+        f"the model generated ids its tokenizer does not have ({unknown[:5]}; the tokenizer "
+        f"has {len(tokenizer)} tokens, the model's vocabulary {model.config.vocab_size}): "
+        f"model and tokenizer do not match")
+    assert tokenizer.decode(first.tokens, skip_special_tokens=True).strip(), (
+        f"only special tokens: {tokenizer.convert_ids_to_tokens(first.tokens[:8])}")
     assert first.tokens == second.tokens, "two greedy runs of the same prompt differ"
     if len(first.tokens) >= 8:
         distinct = len(set(first.tokens)) / len(first.tokens)

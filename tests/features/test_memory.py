@@ -2,6 +2,7 @@
 do not leak, and the seed's advice (empty_cache) is measured rather than repeated."""
 
 import gc
+import math
 
 import pytest
 import torch
@@ -17,10 +18,11 @@ MiB = 1 << 20
 
 
 def test_kv_growth_matches_the_config(benchmark, model, tokenizer, npu_device):
-    """On an accelerator, allocated memory grows by the cache alone: within 15%. On a CPU the
-    figure is the process's resident set, even after freed heap pages are handed back
-    (malloc_trim): pages still partly in use and buffers freed by the prefill and reused by
-    the cache move it either way, so 25% there; the ratio is reported either way."""
+    """The cache tensors grow by exactly what the config says. The device's memory figure is
+    a second check with its own bound: on an accelerator, allocated memory grows by the cache
+    alone, within 15%; on a CPU it is the process's resident set, which must hold the cache
+    (at least 75% of it resident) but also keeps transient buffers (a 152k vocabulary's logits
+    and matmul workspaces), so only that floor holds there; the ratio is reported either way."""
     new_tokens = 2048
     ids = torch.tensor([long_prompt_ids(tokenizer, 64)], device=model.device)
     measure_kv_growth(model, ids, 16, npu_device)  # warm-up
@@ -29,14 +31,17 @@ def test_kv_growth_matches_the_config(benchmark, model, tokenizer, npu_device):
     element = next(model.parameters()).element_size()
     benchmark.extra_info.update(
         new_tokens=new_tokens, kv_bytes_per_token=kv_bytes_per_token(model.config, element),
-        measured_bytes=growth.measured_bytes, expected_bytes=growth.expected_bytes,
-        ratio=growth.ratio, memory_source=growth.source,
+        cache_bytes=growth.cache_bytes, memory_bytes=growth.memory_bytes,
+        expected_bytes=growth.expected_bytes, ratio=growth.ratio, memory_source=growth.source,
     )
-    low, high = (0.85, 1.15) if npu_device.is_accelerator else (0.75, 1.25)
+    assert growth.cache_bytes == growth.expected_bytes, (
+        f"the KV cache grew {growth.cache_bytes / MiB:.2f} MiB over {new_tokens} tokens; the "
+        f"config says {growth.expected_bytes / MiB:.2f} MiB")
+    low, high = (0.85, 1.15) if npu_device.is_accelerator else (0.75, math.inf)
     assert low <= growth.ratio <= high, (
-        f"memory grew {growth.measured_bytes / MiB:.1f} MiB over {new_tokens} tokens; the "
-        f"config says the KV cache takes {growth.expected_bytes / MiB:.1f} MiB "
-        f"({growth.source})")
+        f"memory grew {growth.memory_bytes / MiB:.1f} MiB over {new_tokens} tokens for a "
+        f"{growth.expected_bytes / MiB:.1f} MiB KV cache ({growth.source}); allowed "
+        f"{low:g}x to {high:g}x")
 
 
 def test_peak_memory_of_prefill_and_decode(benchmark, model, tokenizer, npu_device,

@@ -5,6 +5,7 @@ import pytest
 
 from pytest_ascend.features.pd_split import decode_phase, prefill_phase
 from pytest_ascend.measure.stats import median
+from pytest_ascend.model.arithmetic import kv_bytes_per_token
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
@@ -44,4 +45,13 @@ def test_decode_from_handed_over_kv_equals_uninterrupted_generation(
     )
     ascend_progress(f"prefill/decode split [{name}]: prefill {prefill_ms:.2f} ms, hand-over "
                     f"{handoff_ms:.2f} ms, TPOT {tpot:.2f} ms, decode {share:.0%} of the time")
-    assert 0 < share < 1
+    element = next(model.parameters()).element_size()
+    kv_bytes = kv_bytes_per_token(model.config, element) * int(ids.shape[1])
+    for handoff, decoded in runs:
+        # The hand-over carries the prompt's whole KV, nothing more; the decode phase timed
+        # each of its steps (the first token comes from the prefill's logits).
+        assert handoff.handoff_bytes == kv_bytes, (
+            f"handed over {handoff.handoff_bytes} bytes; the config says the prompt's KV "
+            f"takes {kv_bytes}")
+        assert len(decoded.step_ms) == NEW_TOKENS - 1 and all(ms > 0 for ms in decoded.step_ms)
+        assert handoff.prefill_ms > 0 and handoff.handoff_ms > 0

@@ -12,6 +12,7 @@ from pytest_ascend.features.speculative import greedy_verify, speculative_genera
 from pytest_ascend.measure.memory import MemorySampler
 from pytest_ascend.model.arithmetic import kv_bytes_per_token
 from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.hf_compat import forward_kwargs
 from pytest_ascend.model.loading import load_under_test
 from pytest_ascend.platforms.cpu import CpuDevice
 from pytest_ascend.platforms.device import MemorySnapshot
@@ -72,7 +73,7 @@ def test_results_can_be_decoded_without_corrupting_the_cache(tiny):
     ids = list(range(20, 60))
     first = cache.prefill(ids)
     with torch.inference_mode():  # decode on from the result, growing its cache
-        model(input_ids=torch.tensor([[7]]), cache=first.past_key_values, use_cache=True)
+        model(input_ids=torch.tensor([[7]]), **forward_kwargs(model, first.past_key_values))
     again = cache.prefill(ids + [3])
     torch.testing.assert_close(again.logits, full_logits(model, ids + [3]), rtol=1e-4, atol=1e-4)
 

@@ -17,6 +17,7 @@ from pytest_ascend.measure.generation import (
 )
 from pytest_ascend.measure.stats import percentile
 from pytest_ascend.model.greedy import greedy_generate
+from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 from pytest_ascend.platforms.cpu import CpuDevice
 from pytest_ascend.platforms.device import Timing
@@ -45,11 +46,11 @@ def test_tpot_agrees_with_an_independent_bare_loop(tiny, prompts):
 
     def bare_loop_ms_per_token():
         with torch.inference_mode():
-            out = model(input_ids=ids, use_cache=True)
+            out = model(input_ids=ids, **forward_kwargs(model))
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             start = time.perf_counter()
             for _ in range(steps):
-                out = model(input_ids=nxt, cache=out.cache, use_cache=True)
+                out = model(input_ids=nxt, **forward_kwargs(model, output_cache(out)))
                 nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             return (time.perf_counter() - start) * 1e3 / steps
 
@@ -83,6 +84,19 @@ def test_every_figure_comes_from_the_device_timer(tiny, prompts):
     assert len(result.runs) == 4
     for run in result.runs:
         assert run.ttft_ms == 2.0 and run.e2e_ms == 2.0 and run.itl_ms == (2.0,) * 4
+
+
+@pytest.mark.parametrize("new_tokens", [2, 3])
+def test_tpot_divides_decode_time_by_the_tokens_after_the_first(tiny, prompts, new_tokens):
+    """Measured end to end on the fewest tokens where N and N-1 differ most: every region
+    takes 2 ms, so TPOT is 2 ms exactly (N-1 decode steps over N-1 tokens); dividing by N
+    would give 1 or 1.33 ms."""
+    result = measure_generation(tiny.model, tiny.tokenizer, prompts[:1],
+                                max_new_tokens=new_tokens, device=FixedClockDevice(2.0),
+                                repetitions=1)
+    metrics = result.summary().metrics()
+    assert metrics["output_tokens"] == new_tokens
+    assert metrics["tpot_ms"] == 2.0 and metrics["itl_p50_ms"] == 2.0
 
 
 def _run(ttft, itl, e2e, batch=1, context=10):

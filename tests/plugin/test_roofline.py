@@ -16,6 +16,7 @@ from pytest_ascend.measure.roofline import (
     model_cost,
     prefill_roofline_fraction,
 )
+from pytest_ascend.model.hf_compat import cache_tensors, forward_kwargs, output_cache
 from pytest_ascend.platforms import get_platform
 from pytest_ascend.platforms.cpu import CpuDevice
 from pytest_ascend.platforms.device import Timing
@@ -25,8 +26,8 @@ def test_kv_bytes_per_token_match_the_cache_the_model_builds(tiny):
     cost = model_cost(tiny.model)
     ids = torch.randint(3, 3000, (2, 17))
     with torch.inference_mode():
-        cache = tiny.model(input_ids=ids, use_cache=True).cache
-    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+        cache = output_cache(tiny.model(input_ids=ids, **forward_kwargs(tiny.model)))
+    held = sum(keys.nbytes + values.nbytes for keys, values in cache_tensors(cache))
     assert cost.kv_bytes_per_token == held / (2 * 17)
 
 
@@ -50,7 +51,7 @@ def test_prefill_projection_flops_match_torch_flop_counter(tiny):
     batch, length = 2, 40
     ids = torch.randint(3, 3000, (batch, length))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        tiny.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        tiny.model(input_ids=ids, **forward_kwargs(tiny.model))
     counts = counter.get_flop_counts()["Global"]
     linear = sum(v for k, v in counts.items() if str(k) in ("aten.mm", "aten.addmm"))
     assert linear == 2 * (cost.linear_params - cost.vocab_params) * batch * length

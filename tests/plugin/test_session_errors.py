@@ -115,3 +115,32 @@ def test_model_that_fails_to_load_fails_its_tests_in_one_line(pytester, checkpoi
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(["*loading *mismatched failed: *"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_an_unusable_cache_is_a_one_line_usage_error(pytester):
+    pytester.makepyfile(TRIVIAL)
+    result = pytester.runpytest("--ascend-cache=/dev/full/cache")
+    assert_one_line_usage_error(
+        result, "ERROR: --ascend-cache /dev/full/cache: cannot build the built-in model there "
+                "(Not a directory); pass --ascend-cache=DIR on a writable disk*")
+
+
+def test_a_cache_that_fills_up_mid_build_fails_tests_in_one_line(pytester, tmp_path,
+                                                                monkeypatch):
+    """The probe at start-up passes; the build then hits a full disk."""
+    import errno
+
+    from pytest_ascend.model import tiny
+
+    def full_disk(recipe, out_dir):
+        out_dir.mkdir(parents=True)
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "model.safetensors"))
+
+    monkeypatch.setattr(tiny, "build_checkpoint", full_disk)
+    pytester.makepyfile("def test_a(model):\n    pass\n\ndef test_b(model):\n    pass\n")
+    result = pytester.runpytest(f"--ascend-cache={tmp_path / 'fresh'}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*--ascend-cache *fresh: cannot build the built-in model there "
+                                 "(No space left on device)*"])
+    assert "Traceback" not in result.stdout.str()
+    assert not list((tmp_path / "fresh" / "models").glob(".building-*"))  # nothing half-built
