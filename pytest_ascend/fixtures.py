@@ -10,7 +10,7 @@ a traceback.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -116,6 +116,25 @@ def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
             pytest.fail(str(exc), pytrace=False)
         pytestconfig.stash[stash.server_key] = server
         yield server.client
+
+
+@pytest.fixture(scope="session")
+def ascend_perf_verdict(ascend_plan: Any, pytestconfig: pytest.Config
+                        ) -> Callable[[Optional[str]], None]:
+    """`ascend_perf_verdict(problem)` for a performance bound (`problem` None: it holds):
+    a failure where performance is asserted (a real model, or --ascend-assert-perf), else a
+    line on the terminal saying what was reported and not asserted."""
+    say = stash.progress(pytestconfig)
+
+    def verdict(problem: Optional[str]) -> None:
+        if problem is None:
+            return
+        if ascend_plan.asserts_performance:
+            pytest.fail(problem, pytrace=False)
+        say(f"reported, not asserted on a smoke run (--ascend-assert-perf asserts it): "
+            f"{problem}")
+
+    return verdict
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,13 @@ class SessionPlan:
         return self.settings.builtin_model
 
     @property
+    def asserts_performance(self) -> bool:
+        """Performance bounds hold a real model to account. On the built-in tiny model a
+        smoke run asserts correctness and reports performance (its timings say nothing of
+        the hardware, and a shared CPU moves them by 10x), unless --ascend-assert-perf."""
+        return not self.smoke or self.settings.assert_perf
+
+    @property
     def device_chosen_by_auto(self) -> bool:
         return self.settings.device == "auto"
 

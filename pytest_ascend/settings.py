@@ -148,6 +148,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_flag=True,
     ),
     OptionSpec(
+        "assert_perf",
+        "--ascend-assert-perf",
+        "assert performance bounds (speedups, scaling, overhead) on the built-in tiny model "
+        "too; on a real model they are always asserted, on a smoke run otherwise reported",
+        default=False,
+        is_flag=True,
+    ),
+    OptionSpec(
         "memory_interval",
         "--ascend-memory-interval",
         "seconds between samples of the memory_sampler fixture",
@@ -219,6 +227,7 @@ class AscendSettings:
     cache: Path
     results_log: Optional[Path]
     expect_spec_speedup: bool
+    assert_perf: bool
     memory_interval: float
     sglang_url: Optional[str]
     sglang_launch: bool
@@ -295,6 +304,7 @@ def resolve_settings(
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
         results_log=Path(str(results_log)).expanduser() if results_log else None,
         expect_spec_speedup=bool(values["expect_spec_speedup"]),
+        assert_perf=bool(values["assert_perf"]),
         memory_interval=float(values["memory_interval"]),  # type: ignore[arg-type]
         sglang_url=_optional_str(values["sglang_url"]),
         sglang_launch=bool(values["sglang_launch"]),

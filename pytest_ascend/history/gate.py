@@ -10,19 +10,19 @@ show.
 
 The regression rule (docs/history.md explains the choice): a metric regressed when it moved
 in its bad direction by more than max(min_change, noise_factor x noise), where noise is the
-mean of the two groups' relative interquartile ranges (rounds pooled across the group's
-runs for time; one value per run for extra_info metrics, whose within-run variation is
-already summarised in them).
+mean of the two groups' relative interquartile ranges of that metric's own samples: its
+per-round values where the run kept them (`stats.data` for time, `extra_info["rounds"]`
+for TTFT, TPOT, throughput and roofline), else one value per run. A group whose noise
+cannot be estimated (fewer than 2 runs, or fewer than 3 samples) is reported, not gated.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from pytest_ascend.history.runs import CONTEXT_KEYS, HistoryError, Run
+from pytest_ascend.history.runs import CONTEXT_KEYS, HistoryError, Run, finite_number
 from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
@@ -39,13 +39,22 @@ def higher_is_better(metric: str) -> bool:
     return bool(_HIGHER_IS_BETTER.search(metric))
 
 
+MIN_SAMPLES, MIN_RUNS = 3, 2  # what it takes to estimate a group's noise
+
+
 @dataclass(frozen=True)
 class GroupStats:
     """One metric of one benchmark in one group: its samples and their quartiles."""
 
-    samples: tuple[float, ...]
+    samples: tuple[float, ...]  # per-round values where the runs kept them, else one per run
     runs: int
-    within_run_noise: float  # mean relative IQR of the rounds inside each run
+
+    @property
+    def gated(self) -> bool:
+        """Whether the samples say enough about the noise to judge a change by them: rounds
+        alone miss run-to-run noise (a machine's state between two runs moved TTFT by up to
+        66% on a 2-core CPU), and two values alone are no spread."""
+        return len(self.samples) >= MIN_SAMPLES and self.runs >= MIN_RUNS
 
     @property
     def median(self) -> float:
@@ -61,9 +70,8 @@ class GroupStats:
 
     @property
     def noise(self) -> float:
-        """Relative spread: IQR / median of the samples, or of the rounds within runs."""
-        between = (self.q3 - self.q1) / abs(self.median) if self.median else 0.0
-        return max(between, self.within_run_noise)
+        """Relative spread: IQR / median of the samples."""
+        return (self.q3 - self.q1) / abs(self.median) if self.median else 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class Comparison:
     change: float  # relative change of the median, (group - baseline) / baseline
     threshold: float
     higher_is_better: bool
+    gated: bool = True  # both groups' noise could be estimated
 
     @property
     def worse(self) -> bool:
@@ -82,6 +91,8 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
+        if not self.gated:
+            return "not gated"
         if abs(self.change) <= self.threshold:
             return "same"
         return "regression" if self.worse else "improvement"
@@ -177,55 +188,36 @@ def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tup
 
 def _group_stats(runs: list[Run], name: str, metric: str) -> Optional[GroupStats]:
     samples: list[float] = []
-    within: list[float] = []
     present = 0
     for run in runs:
         bench = next((b for b in run.benchmarks if (b.get("fullname") or b.get("name")) == name),
                      None)
         if bench is None:
             continue
-        values, noise = _metric_samples(bench, metric)
+        values = _metric_samples(bench, metric)
         if values:
             present += 1
             samples += values
-            if noise is not None:
-                within.append(noise)
     if not samples:
         return None
-    return GroupStats(tuple(samples), present, sum(within) / len(within) if within else 0.0)
+    return GroupStats(tuple(samples), present)
 
 
-def _metric_samples(bench: dict, metric: str) -> tuple[list[float], Optional[float]]:
-    """A benchmark's values of `metric`, with the relative spread of its rounds.
+def _metric_samples(bench: dict, metric: str) -> list[float]:
+    """A benchmark's values of `metric`: its rounds where the run kept them, else its one
+    value.
 
-    `time` gives its rounds' times in seconds when the run kept them (then their spread is
-    in the samples themselves), else their median. An extra_info metric is one value per
-    run, computed from the same rounds, so those rounds' spread stands for its noise.
+    `time` gives its rounds' times in seconds when the run kept them (`stats.data`), else
+    their median; an extra_info metric gives its own rounds when the run recorded them
+    (`extra_info["rounds"][metric]`), else its one value.
     """
     stats = bench.get("stats") or {}
-    data = stats.get("data")
-    if metric == "time" and data:
-        return [float(x) for x in data], None
-    if metric == "time":
-        value = stats.get("median")
-    else:
-        value = (bench.get("extra_info") or {}).get(metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value):
-        return [], None
-    return [float(value)], _round_noise(stats)
-
-
-def _round_noise(stats: dict) -> Optional[float]:
-    """Relative IQR of a benchmark's rounds: from the saved rounds, else from its summary."""
-    data = stats.get("data")
-    if data and len(data) > 1:
-        middle = percentile(data, 50)
-        return (percentile(data, 75) - percentile(data, 25)) / middle if middle else None
-    median, iqr = stats.get("median"), stats.get("iqr")
-    if isinstance(median, (int, float)) and median and isinstance(iqr, (int, float)):
-        return float(iqr) / float(median)
-    return None
+    extra = bench.get("extra_info") or {}
+    rounds = stats.get("data") if metric == "time" else (extra.get("rounds") or {}).get(metric)
+    if rounds:
+        return [float(x) for x in rounds if finite_number(x)]
+    value = stats.get("median") if metric == "time" else extra.get(metric)
+    return [float(value)] if finite_number(value) else []
 
 
 def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, then: GroupStats,
@@ -233,4 +225,4 @@ def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, the
     change = (now.median - then.median) / abs(then.median) if then.median else 0.0
     noise = (now.noise + then.noise) / 2
     return Comparison(name, metric, group, base, change, max(min_change, noise_factor * noise),
-                      higher_is_better(metric))
+                      higher_is_better(metric), gated=now.gated and then.gated)

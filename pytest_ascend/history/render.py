@@ -28,7 +28,9 @@ def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Compari
         text += f" ±{_fmt((stats.q3 - stats.q1) * factor / 2)}"
     if comparison is not None:
         text += f" {comparison.change:+.1%}"
-        if comparison.verdict != "same":
+        if comparison.verdict == "not gated":
+            text += " (not gated: too few rounds and runs to know its noise)"
+        elif comparison.verdict != "same":
             text += f" {comparison.verdict.upper()} (>{comparison.threshold:.0%})"
     return text
 

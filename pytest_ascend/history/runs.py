@@ -155,19 +155,25 @@ def _benchmark_problem(bench: Any) -> Optional[str]:
     if not isinstance(stats, dict) or not isinstance(extra, dict):
         return f"({name}): stats or extra_info is not an object"
     data = stats.get("data", [])
-    if not isinstance(data, list) or not all(_number(x) for x in data):
+    if not isinstance(data, list) or not all(finite_number(x) for x in data):
         return f"({name}): stats.data holds something other than numbers"
     for key in ("median", "iqr"):
-        if stats.get(key) is not None and not _number(stats[key]):
+        if stats.get(key) is not None and not finite_number(stats[key]):
             return f"({name}): stats.{key} is not a number"
+    rounds = extra.get("rounds", {})
+    if not isinstance(rounds, dict) or not all(
+            isinstance(values, list) and all(finite_number(x) for x in values)
+            for values in rounds.values()):
+        return f"({name}): extra_info.rounds is not lists of numbers by metric"
     return None
 
 
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bool)) or _number(value)
+    return value is None or isinstance(value, (str, bool)) or finite_number(value)
 
 
-def _number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """A real number the history can compute with (not a bool, NaN or infinite)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and \
         math.isfinite(value)
 

@@ -156,13 +156,32 @@ class GenerationResult:
             throughput_tokens_per_s=batch_size * per_request_rate,
         )
 
-    def step_window_ms(self, start: int, stop: Optional[int]) -> float:
-        """Median decode-step time over steps [start, stop) of every run (negative indices
-        count from the end), e.g. the first 50 steps against the last 50."""
-        gaps = [gap for run in self.runs for gap in run.itl_ms[start:stop]]
-        if not gaps:
-            raise ValueError(f"no decode steps in window [{start}, {stop})")
-        return median(gaps)
+    def round_figures(self) -> dict[str, list[float]]:
+        """Every measured run's own TTFT, TPOT and throughputs, in order: the per-round
+        values a history judges each metric's noise by (whole-round times understate TTFT's,
+        for one)."""
+        return {
+            "ttft_ms": [run.ttft_ms for run in self.runs],
+            "tpot_ms": [run.decode_ms / (run.output_tokens - 1) for run in self.runs
+                        if run.itl_ms],
+            "output_tokens_per_s": [run.output_tokens / (run.e2e_ms / 1e3) for run in self.runs],
+            "throughput_tokens_per_s": [run.batch_size * run.output_tokens / (run.e2e_ms / 1e3)
+                                        for run in self.runs],
+        }
+
+    def pass_throughputs(self, batches_per_pass: int) -> list[float]:
+        """Output tokens per second of each pass over the prompts: consecutive groups of
+        `batches_per_pass` runs, their tokens over their summed E2E time."""
+        passes = [self.runs[i:i + batches_per_pass]
+                  for i in range(0, len(self.runs), batches_per_pass)]
+        return [sum(run.batch_size * run.output_tokens for run in group)
+                / (sum(run.e2e_ms for run in group) / 1e3) for group in passes]
+
+    def decay_ratios(self, window: int) -> list[float]:
+        """Per run: the median of its last `window` decode steps over its first `window`."""
+        if not self.runs or any(len(run.itl_ms) < 2 * window for run in self.runs):
+            raise ValueError(f"decay needs at least {2 * window} decode steps per run")
+        return [median(run.itl_ms[-window:]) / median(run.itl_ms[:window]) for run in self.runs]
 
 
 class GenerationMeasurer:

@@ -214,19 +214,20 @@ def prefill_roofline_fraction(cost: ModelCost, limits: DeviceLimits, run: Any) -
     return achieved / limits.matmul_flops_per_s
 
 
-def roofline_metrics(cost: ModelCost, limits: DeviceLimits, runs: list) -> dict[str, float]:
-    """Medians over runs, under the names benchmark extra_info uses."""
-    decode = [decode_roofline_fraction(cost, limits, r) for r in runs if r.itl_ms]
-    prefill = [prefill_roofline_fraction(cost, limits, r) for r in runs]
+def roofline_rounds(cost: ModelCost, limits: DeviceLimits, runs: list) -> dict[str, list]:
+    """Each run's roofline figures, under the names benchmark extra_info uses."""
     out = {
-        "prefill_roofline_fraction": median(prefill),
-        "prefill_tflops": median(
-            cost.prefill_flops(r.batch_size, r.context_tokens) / r.ttft_ms / 1e9 for r in runs
-        ),
+        "prefill_roofline_fraction": [prefill_roofline_fraction(cost, limits, r) for r in runs],
+        "prefill_tflops": [cost.prefill_flops(r.batch_size, r.context_tokens) / r.ttft_ms / 1e9
+                           for r in runs],
     }
+    decode = [decode_roofline_fraction(cost, limits, r) for r in runs if r.itl_ms]
     if decode:
-        out["roofline_fraction"] = median(decode)
-        out["decode_bandwidth_gb_s"] = median(
-            d * limits.bandwidth_bytes_per_s / 1e9 for d in decode
-        )
+        out["roofline_fraction"] = decode
+        out["decode_bandwidth_gb_s"] = [d * limits.bandwidth_bytes_per_s / 1e9 for d in decode]
     return out
+
+
+def roofline_metrics(cost: ModelCost, limits: DeviceLimits, runs: list) -> dict[str, float]:
+    """Medians over runs of `roofline_rounds`."""
+    return {name: median(values) for name, values in roofline_rounds(cost, limits, runs).items()}

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pytest_ascend.features.prefix_cache import PrefixCache
+from pytest_ascend.measure.interleave import bound_problem, round_ratios
 from pytest_ascend.measure.stats import median
 from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
 from pytest_ascend.model.greedy import greedy_continue
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.npu
 LOGIT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 6e-2}
 SUFFIX = 16
 NEW_TOKENS = 16
+ROUNDS = 7  # interleaved rounds of recompute and reuse
 
 
 def full_prefill(model, ids):
@@ -72,7 +74,7 @@ def test_reused_prefix_equals_full_recompute(model, tokenizer, ascend_plan):
 @pytest.mark.parametrize("prefix_tokens", [
     256, 1024, pytest.param(2048, marks=pytest.mark.slow(except_smoke=True))])
 def test_prefix_reuse_speeds_up_prefill(benchmark, model, tokenizer, npu_device, ascend_plan,
-                                        ascend_progress, prefix_tokens):
+                                        ascend_progress, ascend_perf_verdict, prefix_tokens):
     prefix = long_prompt_ids(tokenizer, prefix_tokens)
     reuse = PrefixCache(model, budget_tokens=4 * (prefix_tokens + SUFFIX))
     recompute = PrefixCache(model, budget_tokens=0)  # same code path, nothing to reuse
@@ -81,28 +83,31 @@ def test_prefix_reuse_speeds_up_prefill(benchmark, model, tokenizer, npu_device,
     for cache in (reuse, recompute):  # warm-up of both paths
         cache.prefill(next(prompts))
 
-    def timed(cache):
+    def timed(cache, into):
         with npu_device.timer() as t:
             result = cache.prefill(next(prompts))
-        return t.elapsed_ms, result.matched_tokens
+        into.append((t.elapsed_ms, result.matched_tokens))
 
-    baseline = [timed(recompute)[0] for _ in range(5)]
-    reused = []
-    benchmark.pedantic(lambda: reused.append(timed(reuse)), rounds=5, iterations=1)
+    # Recompute is each round's setup: the two alternate and share the round's load.
+    recomputed, reused = [], []
+    benchmark.pedantic(timed, args=(reuse, reused), setup=lambda: timed(recompute, recomputed),
+                       rounds=ROUNDS, iterations=1)
     assert all(matched >= prefix_tokens for _, matched in reused)
-    speedup = median(baseline) / median(ms for ms, _ in reused)
+    assert all(matched == 0 for _, matched in recomputed)
+    speedup = round_ratios([ms for ms, _ in recomputed], [ms for ms, _ in reused])
     ideal = (prefix_tokens + SUFFIX) / SUFFIX
     benchmark.extra_info.update(
         prefix_tokens=prefix_tokens, suffix_tokens=SUFFIX, prompt_tokens=prefix_tokens + SUFFIX,
-        recompute_ms=median(baseline), reuse_ms=median(ms for ms, _ in reused),
-        speedup=speedup, ideal_speedup=ideal,
+        recompute_ms=median(ms for ms, _ in recomputed), reuse_ms=median(ms for ms, _ in reused),
+        ideal_speedup=ideal, **speedup.report("speedup"),
     )
-    ascend_progress(f"prefix cache, {prefix_tokens}-token prefix: prefill {speedup:.1f}x faster "
-                    f"with reuse (ideal {ideal:.0f}x)")
+    ascend_progress(f"prefix cache, {prefix_tokens}-token prefix: prefill "
+                    f"{speedup.describe()} faster with reuse (ideal {ideal:.0f}x)")
 
-    assert speedup > 1, f"reusing {prefix_tokens} cached tokens made prefill slower"
-    if prefix_tokens == 2048 and ascend_plan.smoke and not npu_device.is_accelerator:
-        assert speedup >= 4, f"2k-token prefix on the tiny model: only {speedup:.1f}x"
+    # On the tiny CPU model a 2k prefix measures ~10x; anywhere, reuse must not be slower.
+    at_least = 4.0 if prefix_tokens == 2048 and ascend_plan.smoke else 1.0
+    ascend_perf_verdict(bound_problem(
+        speedup, f"prefill with {prefix_tokens} reused tokens over recompute", at_least=at_least))
 
 
 def test_multi_turn_chat_reuses_earlier_turns(benchmark, model, tokenizer, npu_device,

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.npu
 
 @pytest.mark.parametrize("workload", SEED_WORKLOADS, ids=lambda w: w.name)
 def test_single_request_latency(benchmark_generation, tokenizer, workload):
-    result, metrics = benchmark_generation(
+    result, metrics, _ = benchmark_generation(
         workload.chat_prompts(tokenizer), max_new_tokens=workload.max_new_tokens
     )
 

@@ -116,3 +116,23 @@ def test_tests_on_the_sglang_server_run_last(pytester):
     )
     result = pytester.runpytest("--collect-only", "-q")
     result.stdout.fnmatch_lines(["*::test_local", "*::test_served"])
+
+
+def test_a_performance_bound_is_reported_on_a_smoke_run_and_asserted_elsewhere(
+        pytester, checkpoint_dir):
+    pytester.makepyfile(
+        """
+        def test_bound(ascend_perf_verdict):
+            ascend_perf_verdict(None)  # a bound that holds says nothing
+            ascend_perf_verdict("batch 4 over batch 1 throughput: 0.5x, below 1x")
+        """
+    )
+    smoke = pytester.runpytest()
+    smoke.assert_outcomes(passed=1)
+    smoke.stdout.fnmatch_lines(["pytest-ascend: reported, not asserted on a smoke run "
+                                "(--ascend-assert-perf asserts it): batch 4 over batch 1*"])
+    asserted = pytester.runpytest("--ascend-assert-perf")
+    asserted.assert_outcomes(failed=1)
+    asserted.stdout.fnmatch_lines(["*batch 4 over batch 1 throughput: 0.5x, below 1x*"])
+    real = pytester.runpytest(f"--ascend-model={checkpoint_dir}", "--ascend-device=cpu")
+    real.assert_outcomes(failed=1)

@@ -134,12 +134,27 @@ def test_single_token_answers_have_no_tpot_and_report_null():
     assert metrics["tpot_ms"] is None and metrics["output_tokens"] == 1
 
 
-def test_step_windows_cover_first_and_last_steps():
-    result = GenerationResult([_run(1.0, [1.0] * 5 + [9.0] * 5, 60.0)])
-    assert result.step_window_ms(0, 5) == 1.0
-    assert result.step_window_ms(-5, None) == 9.0
-    with pytest.raises(ValueError, match="no decode steps"):
-        result.step_window_ms(20, 30)
+def test_decay_compares_each_runs_last_steps_with_its_first():
+    result = GenerationResult([_run(1.0, [1.0] * 5 + [9.0] * 5, 60.0),
+                               _run(1.0, [2.0] * 5 + [3.0] * 5, 30.0)])
+    assert result.decay_ratios(5) == [9.0, 1.5]
+    with pytest.raises(ValueError, match="at least 12 decode steps"):
+        result.decay_ratios(6)
+
+
+def test_round_figures_are_each_runs_own():
+    result = GenerationResult([_run(10.0, [2.0, 4.0, 6.0], 25.0, batch=2),
+                               _run(12.0, [3.0, 3.0, 3.0], 20.0, batch=2)])
+    rounds = result.round_figures()
+    assert rounds["ttft_ms"] == [10.0, 12.0] and rounds["tpot_ms"] == [4.0, 3.0]
+    assert rounds["output_tokens_per_s"] == pytest.approx([4 / 0.025, 4 / 0.020])
+    assert rounds["throughput_tokens_per_s"] == pytest.approx([8 / 0.025, 8 / 0.020])
+
+
+def test_pass_throughput_sums_a_pass_before_dividing():
+    runs = [_run(1.0, [1.0] * 9, 20.0), _run(1.0, [1.0] * 9, 30.0),
+            _run(1.0, [1.0] * 9, 10.0), _run(1.0, [1.0] * 9, 10.0)]
+    assert GenerationResult(runs).pass_throughputs(2) == pytest.approx([20 / 0.050, 20 / 0.020])
 
 
 def test_consistency_problems_name_what_is_wrong():
