@@ -8,7 +8,10 @@ nothing of pytest. No torch import at module level, so `pytest --help` stays fas
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -126,6 +129,24 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Op
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    with _watched(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    with _watched(item, "call"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    with _watched(item, "teardown"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Each finished test (and any setup/teardown that did not pass) into the results log."""
     report = yield
@@ -155,7 +176,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
         session.exitstatus = guard.exit_status(session.exitstatus)
         log = config.stash.get(stash.results_log_key, None)
         if log is not None:
+            hang = config.stash.get(stash.hang_key, None)
             _log(config, "session_end", exitstatus=int(session.exitstatus),
+                 status=None if hang is None else f"aborted by a hang: {hang.describe()}",
                  ascend=stash.ascend_block(config))
             log.close()
 
@@ -248,6 +271,61 @@ def _outcome_message(report: pytest.TestReport) -> Optional[str]:
         return str(crash.message)
     lines = report.longreprtext.strip().splitlines()
     return lines[-1] if lines else None
+
+
+@contextmanager
+def _watched(item: pytest.Item, phase: str) -> Iterator[None]:
+    """A device test's phase under the watchdog, with its budget: the test's
+    @pytest.mark.timeout(N), else --ascend-watchdog (a default of the plugin's own, so it
+    holds even where the project's ini with pytest-timeout's `timeout` was not read)."""
+    if not _in_suite(item):
+        yield
+        return
+    marker = item.get_closest_marker("timeout")
+    budget = marker.args[0] if marker and marker.args else \
+        (marker.kwargs.get("timeout") if marker else None)
+    if not budget:
+        budget = item.config.stash[stash.settings_key].watchdog
+    watchdog = _watchdog(item.config, item.session)
+    watchdog.arm(item.nodeid, phase, float(budget))
+    try:
+        yield
+    finally:
+        watchdog.disarm()
+
+
+def _watchdog(config: pytest.Config, session: pytest.Session) -> Any:
+    from pytest_ascend.watchdog import Watchdog
+
+    if stash.watchdog_key not in config.stash:
+        config.stash[stash.watchdog_key] = Watchdog(lambda hang: _abort(session, hang))
+    return config.stash[stash.watchdog_key]
+
+
+def _abort(session: pytest.Session, hang: Any) -> None:
+    """On the watchdog's thread, the main one blocked in native code: record the hung test,
+    write every report for what finished (the session-end hooks, as pytest would run them),
+    and end the process with EXIT_HUNG."""
+    from pytest_ascend.watchdog import EXIT_HUNG
+
+    config = session.config
+    config.stash[stash.hang_key] = hang
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    try:
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)
+        sys.stderr.write(f"\npytest-ascend: {hang.describe()}; writing the reports of the tests "
+                         f"that finished, then exiting with {EXIT_HUNG}\n")
+        _log(config, "test", nodeid=hang.nodeid, when=hang.phase, outcome="timeout",
+             duration_s=hang.seconds, message=hang.describe(), stacks=hang.stacks)
+        session.exitstatus = EXIT_HUNG
+        config.hook.pytest_sessionfinish(session=session, exitstatus=EXIT_HUNG)
+    except BaseException as exc:  # the exit below must happen whatever a report did
+        sys.stderr.write(f"pytest-ascend: while writing the reports: {exc!r}\n")
+    finally:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(EXIT_HUNG)
 
 
 def _rootdir_warnings(config: pytest.Config) -> list[str]:

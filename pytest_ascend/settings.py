@@ -156,6 +156,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_flag=True,
     ),
     OptionSpec(
+        "watchdog",
+        "--ascend-watchdog",
+        "seconds a phase of a device test may run before the watchdog writes every report "
+        "and ends the run (exit 7), even when blocked in native code; @pytest.mark.timeout(N) "
+        "overrides it per test",
+        default=1800,
+        metavar="SECONDS",
+        is_seconds=True,
+    ),
+    OptionSpec(
         "memory_interval",
         "--ascend-memory-interval",
         "seconds between samples of the memory_sampler fixture",
@@ -228,6 +238,7 @@ class AscendSettings:
     results_log: Optional[Path]
     expect_spec_speedup: bool
     assert_perf: bool
+    watchdog: float
     memory_interval: float
     sglang_url: Optional[str]
     sglang_launch: bool
@@ -305,6 +316,7 @@ def resolve_settings(
         results_log=Path(str(results_log)).expanduser() if results_log else None,
         expect_spec_speedup=bool(values["expect_spec_speedup"]),
         assert_perf=bool(values["assert_perf"]),
+        watchdog=float(values["watchdog"]),  # type: ignore[arg-type]
         memory_interval=float(values["memory_interval"]),  # type: ignore[arg-type]
         sglang_url=_optional_str(values["sglang_url"]),
         sglang_launch=bool(values["sglang_launch"]),

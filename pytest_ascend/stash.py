@@ -22,6 +22,8 @@ environment_key = pytest.StashKey[dict]()
 results_log_key = pytest.StashKey[Any]()  # reports.results_log.ResultsLog (--ascend-results-log)
 sampler_key = pytest.StashKey[Any]()  # on an item: the measure.memory.MemorySampler of its test
 guard_key = pytest.StashKey[Any]()  # report_guard.ReportGuard of the session
+watchdog_key = pytest.StashKey[Any]()  # watchdog.Watchdog, once a device test ran
+hang_key = pytest.StashKey[Any]()  # watchdog.Hang, when the watchdog ended the run
 server_key = pytest.StashKey[Any]()  # serving.sglang_server.SessionServer, once a test used it
 
 

@@ -1,0 +1,81 @@
+"""A device test blocked in native code is ended by the watchdog, which first writes every
+report for the tests that finished, the hung test's record with every thread's stack, and
+the session's end; the exit status says it was a hang."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pytest_ascend.reports.results_log import read_results_log
+from pytest_ascend.watchdog import EXIT_HUNG
+
+SUITE = """
+import pytest
+import torch
+
+
+def test_finished(benchmark, npu_device):
+    benchmark.pedantic(sum, args=([1, 2],), rounds=3, iterations=1)
+
+
+@pytest.mark.timeout(1)
+def test_hangs(npu_device):
+    {hang}
+
+
+def test_never_reached(npu_device):
+    pass
+"""
+
+BLOCKS_IN_C = "torch.futures.Future().wait()  # a device sync that never returns"
+# One ATen call of ~120 chained 2048x2048 matmuls: seconds of work inside C, no Python.
+SPINS_IN_C = ("q, _ = torch.linalg.qr(torch.randn(2048, 2048)); "
+              "torch.linalg.matrix_power(q, 2**62 - 1)")
+
+
+@pytest.mark.parametrize("hang", [BLOCKS_IN_C, SPINS_IN_C], ids=["blocks", "spins"])
+def test_a_hang_in_native_code_ends_the_run_with_every_report(pytester, hang):
+    pytester.makepyfile(SUITE.format(hang=hang))
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s",
+         "--benchmark-json=bench.json", "--json-report", "--json-report-file=report.json",
+         "--ascend-results-log=run.jsonl"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTEST_ASCEND_CACHE": os.environ["PYTEST_ASCEND_CACHE"]})
+    assert done.returncode == EXIT_HUNG, done.stdout[-3000:] + done.stderr[-3000:]
+    assert time.monotonic() - started < 120
+    assert "test_hangs (call) made no progress for" in done.stderr
+
+    records = read_results_log(pytester.path / "run.jsonl")
+    hung = next(r for r in records if r.get("outcome") == "timeout")
+    assert hung["nodeid"].endswith("::test_hangs") and hung["when"] == "call"
+    assert any("test_hangs" in stack for stack in hung["stacks"].values())
+    end = records[-1]
+    assert end["type"] == "session_end" and end["exitstatus"] == EXIT_HUNG
+    assert end["status"].startswith("aborted by a hang: ")
+    assert not any(r.get("nodeid", "").endswith("test_never_reached") for r in records)
+
+    saved = json.loads((pytester.path / "bench.json").read_text())
+    assert [b["name"] for b in saved["benchmarks"]] == ["test_finished"]
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["exitcode"] == EXIT_HUNG
+    finished = {t["nodeid"].split("::")[-1]: t["outcome"] for t in report["tests"]}
+    assert finished["test_finished"] == "passed"
+
+
+def test_a_test_within_its_budget_is_untouched(pytester):
+    pytester.makepyfile("""
+        import time
+        import pytest
+
+        @pytest.mark.timeout(5)
+        def test_quick(npu_device):
+            time.sleep(0.2)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
