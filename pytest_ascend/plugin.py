@@ -1,9 +1,11 @@
-"""pytest-ascend's pytest hooks: options, markers and their gating, the header, reports.
+"""pytest-ascend's pytest hooks: options, markers and their gating, the header, the
+watchdog, reports.
 
 Read top-down: options -> configure (settings) -> session start (device, dtype, model
-checks) -> collection (gating) -> header -> reports. The fixtures live in fixtures.py and the
-state both share in stash.py; everything that decides or measures lives in modules that know
-nothing of pytest. No torch import at module level, so `pytest --help` stays fast.
+checks) -> collection (gating) -> header -> running a test (the watchdog) -> reports. The
+fixtures live in fixtures.py and the state both share in stash.py; everything that decides
+or measures lives in modules that know nothing of pytest. No torch import at module level,
+so `pytest --help` stays fast.
 """
 
 from __future__ import annotations
@@ -111,21 +113,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [*_rootdir_warnings(config), *(header_lines(plan) if plan is not None else [])]
 
 
-# Reports ------------------------------------------------------------------------------------
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """pytest-benchmark asks at session end, when saving: the run's `ascend` block."""
-    block = stash.ascend_block(config)
-    if block is not None:
-        machine_info["ascend"] = block
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Optional[dict]:
-    """A benchmarked test's metrics as its JSON-report metadata."""
-    return _test_metrics(item) if call.when == "call" else None
+# Running a test: each phase of a suite test under the watchdog (watchdog.py) ----------------
 
 
 @pytest.hookimpl(wrapper=True)
@@ -144,6 +132,23 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_runtest_teardown(item: pytest.Item) -> Any:
     with _watched(item, "teardown"):
         return (yield)
+
+
+# Reports ------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """pytest-benchmark asks at session end, when saving: the run's `ascend` block."""
+    block = stash.ascend_block(config)
+    if block is not None:
+        machine_info["ascend"] = block
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> Optional[dict]:
+    """A benchmarked test's metrics as its JSON-report metadata."""
+    return _test_metrics(item) if call.when == "call" else None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -54,7 +54,7 @@ def test_slow_one(model):
 
 @pytest.mark.slow
 def test_slow_failing():
-    assert 1 == 2
+    assert 2 + 2 == 5
 
 
 def test_plain():
