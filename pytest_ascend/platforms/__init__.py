@@ -16,7 +16,7 @@ imported when the session needs it, and a broken one is a one-line error then.
 from __future__ import annotations
 
 from importlib import import_module, metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from pytest_ascend.errors import one_line
 from pytest_ascend.platforms.base import DatasheetPeak, DeviceUnavailable, Platform
@@ -43,9 +43,9 @@ def _entry_points() -> dict[str, str]:
     return {ep.name: ep.value for ep in group}
 
 
-def _registry() -> dict[str, str]:
+def _registry(entry_points: Optional[dict[str, str]] = None) -> dict[str, str]:
     registry = dict(_BUILTIN)
-    for name, target in _entry_points().items():
+    for name, target in (_entry_points() if entry_points is None else entry_points).items():
         registry.setdefault(name, target)
     return registry
 
@@ -57,12 +57,13 @@ def platform_names() -> tuple[str, ...]:
 
 def get_platform(kind: str) -> Platform:
     """The platform of `kind` (a new, stateless instance), its module imported on first use."""
-    registry = _registry()
+    entry_points = _entry_points()
+    registry = _registry(entry_points)
     if kind not in registry:
         raise DeviceUnavailable(f"unknown device kind {kind!r}: use one of "
                                 f"{', '.join(registry)}")
     target = registry[kind]
-    clash = _entry_points().get(kind)
+    clash = entry_points.get(kind)
     if kind in _BUILTIN and clash is not None and clash != target:
         raise DeviceUnavailable(
             f"platform {kind!r} is built in, and the entry point {ENTRY_POINT_GROUP} also "

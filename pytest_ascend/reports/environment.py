@@ -15,7 +15,12 @@ import platform
 from typing import Any
 
 from pytest_ascend.platforms import all_platforms
-from pytest_ascend.platforms.facts import cpu_model_name, package_version, safe
+from pytest_ascend.platforms.facts import (
+    cpu_model_name,
+    package_version,
+    parse_key_values,
+    safe,
+)
 
 PACKAGES = ("torch", "transformers", "tokenizers", "sglang", "pytest_ascend")
 HOST_ENV_VARS = ("OMP_NUM_THREADS",)
@@ -73,7 +78,5 @@ def _host_memory_total() -> int:
 
 
 def _os_pretty_name() -> str:
-    from pytest_ascend.platforms.facts import parse_key_values
-
     with open("/etc/os-release") as fh:
         return parse_key_values(fh.read()).get("PRETTY_NAME", "").strip('"')

@@ -122,16 +122,17 @@ def test_rejection_sampling_reproduces_the_target_distribution(model, draft_mode
         f"token {worst}: frequency {freq[worst]:.4f} vs target probability {p[worst]:.4f}")
 
 
-def test_speedup_and_acceptance_against_baselines(benchmark, model, draft_model, ascend_plan,
-                                                  prompt_ids, target_greedy, npu_device,
-                                                  ascend_settings, ascend_progress, request):
+def test_speedup_and_acceptance_against_baselines(benchmark, model, ascend_plan, prompt_ids,
+                                                  target_greedy, npu_device, ascend_settings,
+                                                  ascend_progress, request):
     """Speculative decoding against plain greedy, transformers' assisted generation and
     prompt lookup, all four alternating round by round. On the built-in model the draft is
     the perturbed twin, which accepts about half its tokens (tiny-draft accepts none, and a
     speed figure at 0% acceptance says nothing)."""
     ids, k = prompt_ids["long_continuation"], 4
+    # Only the draft in use is loaded: tiny-draft would be a second model for nothing here.
     draft = request.getfixturevalue("perturbed_twin") if ascend_plan.smoke else \
-        draft_model.model
+        request.getfixturevalue("draft_model").model
     speculative = {}
 
     def run_speculative():

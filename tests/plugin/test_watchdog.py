@@ -79,3 +79,41 @@ def test_a_test_within_its_budget_is_untouched(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_a_hang_stops_the_launched_server_before_exiting(pytester):
+    """The watchdog's os._exit skips fixture teardown, so the server's stop never runs: the
+    parent-death signal (processes.die_with_parent) is what must take the whole tree down."""
+    from conftest import SGLANG_PYTHON
+
+    if SGLANG_PYTHON is None:
+        pytest.skip("no SGLang here: set PYTEST_ASCEND_SGLANG_PYTHON to an interpreter with "
+                    "sglang (CI builds one with .ci/sglang-cpu/install.sh)")
+    pytester.makepyfile("""
+        import pytest
+        import torch
+
+        def test_server_up(sglang_server):  # the launch is not under the 2 s budget below
+            assert sglang_server.healthy()
+
+        @pytest.mark.timeout(2)
+        def test_hangs_with_a_server(sglang_server, pytestconfig):
+            import psutil
+            from pytest_ascend import stash
+            launcher = psutil.Process(pytestconfig.stash[stash.server_key].process.process.pid)
+            tree = [launcher, *launcher.children(recursive=True)]
+            print("SERVER-PIDS", ",".join(str(p.pid) for p in tree), flush=True)
+            torch.futures.Future().wait()
+    """)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--sglang-launch",
+         f"--sglang-python={SGLANG_PYTHON}"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT_HUNG, done.stdout[-3000:] + done.stderr[-3000:]
+    import psutil
+
+    pids = [int(p) for p in done.stdout.split("SERVER-PIDS", 1)[1].split()[0].split(",")]
+    assert len(pids) >= 2, "the server's worker processes were not seen"
+    alive = [pid for pid in pids if psutil.pid_exists(pid)
+             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"server processes outlived the run: {alive}"
