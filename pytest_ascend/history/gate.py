@@ -14,6 +14,11 @@ mean of the two groups' relative interquartile ranges of that metric's own sampl
 per-round values where the run kept them (`stats.data` for time, `extra_info["rounds"]`
 for TTFT, TPOT, throughput and roofline), else one value per run. A group whose noise
 cannot be estimated (fewer than 2 runs, or fewer than 3 samples) is reported, not gated.
+
+Smoke runs (the built-in tiny model) are reported, never gated: their TTFT is a few
+milliseconds, and back-to-back runs on a shared CPU move it by up to 40-66% in blocks of
+runs (the machine's state drifts) while each run's rounds agree within a few percent, so
+no rule short of ignoring changes below ~70% could tell drift from a regression there.
 """
 
 from __future__ import annotations
@@ -83,7 +88,11 @@ class Comparison:
     change: float  # relative change of the median, (group - baseline) / baseline
     threshold: float
     higher_is_better: bool
-    gated: bool = True  # both groups' noise could be estimated
+    not_gated_because: Optional[str] = None  # why the change is only reported
+
+    @property
+    def gated(self) -> bool:
+        return self.not_gated_because is None
 
     @property
     def worse(self) -> bool:
@@ -182,7 +191,8 @@ def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tup
             if base is None or base == group or base not in per_group or group not in per_group:
                 continue
             history.comparisons.append(_compare(name, metric, group, base, per_group[group],
-                                                per_group[base], min_change, noise_factor))
+                                                per_group[base], min_change, noise_factor,
+                                                smoke=bool(context.get("ascend.smoke"))))
     return history
 
 
@@ -220,9 +230,17 @@ def _metric_samples(bench: dict, metric: str) -> list[float]:
     return [float(value)] if finite_number(value) else []
 
 
+SMOKE_NOT_GATED = "smoke run: the built-in tiny model's performance is reported, not judged"
+TOO_FEW_NOT_GATED = "too few rounds and runs to know its noise"
+
+
 def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, then: GroupStats,
-             min_change: float, noise_factor: float) -> Comparison:
+             min_change: float, noise_factor: float, smoke: bool) -> Comparison:
     change = (now.median - then.median) / abs(then.median) if then.median else 0.0
     noise = (now.noise + then.noise) / 2
+    if smoke:
+        why: Optional[str] = SMOKE_NOT_GATED
+    else:
+        why = None if now.gated and then.gated else TOO_FEW_NOT_GATED
     return Comparison(name, metric, group, base, change, max(min_change, noise_factor * noise),
-                      higher_is_better(metric), gated=now.gated and then.gated)
+                      higher_is_better(metric), not_gated_because=why)

@@ -29,7 +29,7 @@ def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Compari
     if comparison is not None:
         text += f" {comparison.change:+.1%}"
         if comparison.verdict == "not gated":
-            text += " (not gated: too few rounds and runs to know its noise)"
+            text += f" (not gated: {comparison.not_gated_because})"
         elif comparison.verdict != "same":
             text += f" {comparison.verdict.upper()} (>{comparison.threshold:.0%})"
     return text
@@ -113,7 +113,8 @@ def history_dict(history: History) -> dict[str, Any]:
                 "comparisons": [
                     {"benchmark": c.benchmark, "metric": c.metric, "group": c.group,
                      "baseline": c.baseline, "change": c.change, "threshold": c.threshold,
-                     "higher_is_better": c.higher_is_better, "verdict": c.verdict}
+                     "higher_is_better": c.higher_is_better, "verdict": c.verdict,
+                     "not_gated_because": c.not_gated_because}
                     for c in ctx.comparisons
                 ],
             }
