@@ -8,6 +8,7 @@ Nothing here knows pytest; the plugin turns `SessionSetupError` into a usage err
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Optional
 
 from pytest_ascend.errors import one_line
@@ -21,9 +22,19 @@ class SessionSetupError(RuntimeError):
 @dataclass(frozen=True)
 class SessionPlan:
     settings: AscendSettings
-    device: Any  # DeviceUnderTest
+    cards: tuple  # DeviceUnderTest of each selected card (--ascend-devices), in order
     dtype: str
     dtype_source: str
+
+    @property
+    def device(self) -> Any:
+        """The first selected card: the one that runs the model."""
+        return self.cards[0]
+
+    @cached_property
+    def card_facts(self) -> list[dict]:
+        """Each selected card's index, name, memory and bus id, read once per session."""
+        return [card.describe() for card in self.cards]
 
     @property
     def smoke(self) -> bool:
@@ -49,18 +60,19 @@ class SessionPlan:
 
 
 def plan_session(settings: AscendSettings) -> SessionPlan:
-    """Resolve device, dtype and model for `settings`, or raise SessionSetupError."""
-    device = _resolve_device(settings.device)
+    """Resolve cards, dtype and model for `settings`, or raise SessionSetupError."""
+    cards = _open_cards(settings)
+    device = cards[0]
     if settings.dtype is not None:
         dtype, dtype_source = settings.dtype, settings.source_of("dtype")
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
-    plan = SessionPlan(settings, device, dtype, dtype_source)
+    plan = SessionPlan(settings, cards, dtype, dtype_source)
     _check_models(plan)
     return plan
 
 
-def _resolve_device(choice: str) -> Any:
+def _open_cards(settings: AscendSettings) -> tuple:
     try:
         import torch  # noqa: F401  (every platform needs it; a broken install says so here)
     except Exception as exc:
@@ -68,10 +80,10 @@ def _resolve_device(choice: str) -> Any:
             f"import torch failed: {one_line(exc)} (if torch_npu is installed "
             f"without a working CANN, source set_env.sh or set TORCH_DEVICE_BACKEND_AUTOLOAD=0)"
         ) from exc
-    from pytest_ascend.platforms import DeviceUnavailable, resolve_device
+    from pytest_ascend.platforms import DeviceUnavailable, open_cards
 
     try:
-        return resolve_device(choice)
+        return open_cards(settings.device, settings.devices)
     except DeviceUnavailable as exc:
         raise SessionSetupError(str(exc)) from exc
 

@@ -26,6 +26,7 @@ from pytest_ascend.model.tiny import (
     is_builtin_spec,
 )
 from pytest_ascend.platforms import platform_names
+from pytest_ascend.platforms.selection import CardSelection, parse_card_selection
 
 DTYPE_CHOICES = tuple(DTYPE_BYTES)
 NO_DRAFT = "none"
@@ -58,6 +59,7 @@ class OptionSpec:
     is_seconds: bool = False  # a positive number of seconds
     is_list: bool = False  # repeatable flag; env var and ini key hold a shell-quoted list
     is_path: bool = False  # the value may be a filesystem path
+    parse: Optional[Callable[[str], object]] = None  # raises ValueError saying what is wrong
 
     @property
     def ini(self) -> str:
@@ -83,6 +85,16 @@ class OptionSpec:
         return f"{self.help} (default: {shown})" if shown else self.help
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise ValueError("not a fraction between 0 and 1 (0.1 means 10%)")
+    return value
+
+
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "device",
@@ -91,6 +103,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "(npu, then cuda, then cpu)",
         default="auto",
         choices=lambda: ("auto", *platform_names()),
+    ),
+    OptionSpec(
+        "devices",
+        "--ascend-devices",
+        "cards to test: all, a number N (the first N), or indices such as 0,1,3 (one card: "
+        "3,); the first selected card runs the model",
+        default="1",
+        metavar="all|N|i,j,...",
+        parse=parse_card_selection,
+    ),
+    OptionSpec(
+        "card_tolerance",
+        "--ascend-card-tolerance",
+        "fail a card (or link) whose figure is more than this fraction below the median of "
+        "its siblings",
+        default=0.10,
+        metavar="FRACTION",
+        parse=_fraction,
     ),
     OptionSpec(
         "model",
@@ -213,6 +243,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_seconds=True,
     ),
     OptionSpec(
+        "report_dir",
+        "--ascend-report-dir",
+        "directory for the box run's figures: the card table and link matrix as JSON, the "
+        "link heat map as PNG",
+        metavar="DIR",
+        is_path=True,
+    ),
+    OptionSpec(
         "results_log",
         "--ascend-results-log",
         "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
@@ -229,6 +267,8 @@ class AscendSettings:
     `resolve_settings`, which takes every default from OPTIONS."""
 
     device: str
+    devices: CardSelection
+    card_tolerance: float
     model: str
     draft_model: Optional[str]
     dtype: Optional[str]
@@ -236,6 +276,7 @@ class AscendSettings:
     run_slow: bool
     cache: Path
     results_log: Optional[Path]
+    report_dir: Optional[Path]
     expect_spec_speedup: bool
     assert_perf: bool
     watchdog: float
@@ -276,7 +317,9 @@ def resolve_settings(
     `ini(spec)` returns the ini string or None/"" when the key is absent.
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, object] = {spec.name: spec.default for spec in OPTIONS}
+    values: dict[str, object] = {
+        spec.name: spec.parse(spec.default) if spec.parse and isinstance(spec.default, str)
+        else spec.default for spec in OPTIONS}
     sources: dict[str, str] = {}
     for spec in OPTIONS:
         raw, source = _first_given(spec, cli, ini, environ)
@@ -304,9 +347,11 @@ def resolve_settings(
                 f"the server it launches (127.0.0.1, a free port) and polls it there; drop "
                 f"it, or start the server yourself and pass --sglang-url"
             )
-    cache, results_log = values["cache"], values["results_log"]
+    cache, results_log, report_dir = values["cache"], values["results_log"], values["report_dir"]
     return AscendSettings(
         device=str(values["device"]),
+        devices=values["devices"],  # type: ignore[arg-type]
+        card_tolerance=float(values["card_tolerance"]),  # type: ignore[arg-type]
         model=model,
         draft_model=None if draft == NO_DRAFT else draft,
         dtype=_optional_str(values["dtype"]),
@@ -314,6 +359,7 @@ def resolve_settings(
         run_slow=bool(values["run_slow"]),
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
         results_log=Path(str(results_log)).expanduser() if results_log else None,
+        report_dir=Path(str(report_dir)).expanduser() if report_dir else None,
         expect_spec_speedup=bool(values["expect_spec_speedup"]),
         assert_perf=bool(values["assert_perf"]),
         watchdog=float(values["watchdog"]),  # type: ignore[arg-type]
@@ -372,6 +418,11 @@ def _convert(spec: OptionSpec, raw: object, source: str) -> object:
         )
     if not text:
         raise SettingsError(f"{spec.flag}: empty value from {source}; remove it or give a value")
+    if spec.parse is not None:
+        try:
+            return spec.parse(text)
+        except ValueError as exc:
+            raise SettingsError(f"{spec.flag}: {text!r} from {source}: {exc}") from None
     if spec.is_seconds:
         try:
             seconds = float(text)

@@ -23,9 +23,10 @@ from pytest_ascend.platforms.base import DatasheetPeak, DeviceUnavailable, Platf
 
 if TYPE_CHECKING:
     from pytest_ascend.platforms.device import DeviceUnderTest
+    from pytest_ascend.platforms.selection import CardSelection
 
 __all__ = ["DatasheetPeak", "DeviceUnavailable", "Platform", "all_platforms", "get_platform",
-           "platform_names", "resolve_device"]
+           "open_cards", "platform_names", "resolve_device"]
 
 ENTRY_POINT_GROUP = "pytest_ascend.platforms"
 _BUILTIN = {
@@ -96,9 +97,26 @@ def resolve_device(choice: str) -> "DeviceUnderTest":
     Under auto, a present platform that fails to open is an error, never a quiet fall-back
     to the next one: a broken CANN must not turn into a green CPU run.
     """
+    platform, under_auto = _chosen_platform(choice)
+    return platform.open(under_auto=under_auto)
+
+
+def open_cards(choice: str, selection: "CardSelection") -> tuple["DeviceUnderTest", ...]:
+    """The selected cards of the chosen platform, opened, in the order of the selection.
+
+    Card 0 is opened first in every case: its failure says why the platform cannot be used
+    at all, which is the error to show before any complaint about indices.
+    """
+    platform, under_auto = _chosen_platform(choice)
+    first = platform.open(0, under_auto=under_auto)
+    return tuple(first if index == 0 else platform.open(index)
+                 for index in selection.resolve(platform))
+
+
+def _chosen_platform(choice: str) -> tuple[Platform, bool]:
     if choice != "auto":
-        return get_platform(choice).open()
+        return get_platform(choice), False
     for platform in all_platforms():
         if platform.present():
-            return platform.open(under_auto=True)
+            return platform, True
     raise DeviceUnavailable("no platform is present, not even the cpu")

@@ -37,6 +37,9 @@ class DatasheetPeak:
     tflops: dict[str, Optional[float]]
     source: str
     official: bool
+    # A card's whole interconnect to its peers, both directions summed, as datasheets state
+    # it (NVLink 900 GB/s on an H100 SXM): no collective's bus bandwidth can exceed it.
+    link_gb_s: Optional[float] = None
 
 
 def lookup_datasheet(table: Sequence[tuple[str, DatasheetPeak]],
@@ -93,6 +96,10 @@ class Platform(ABC):
     def stack_versions(self) -> list[tuple[str, Optional[str]]]:
         """(label, version) pairs the report header shows between torch and transformers."""
         return []
+
+    def bus_id(self, device: "DeviceUnderTest") -> Optional[str]:
+        """The card's PCI bus id (`0000:c1:00.0`), where the runtime or a tool gives it."""
+        return None
 
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         """Published peak figures for a device of this kind, if any are known."""

@@ -22,15 +22,15 @@ _H200 = "NVIDIA H200 Tensor Core GPU datasheet / product page (2024), dense figu
 # float32 is the non-tensor-core rate: torch leaves TF32 matmul off by default.
 DATASHEETS: tuple[tuple[str, DatasheetPeak], ...] = (
     (r"H100.*PCIe", DatasheetPeak("H100 PCIe", 2000, {"float16": 756, "bfloat16": 756,
-                                                       "float32": 51}, _H100, True)),
+                                                       "float32": 51}, _H100, True, 600)),  # NVLink bridge
     (r"H100 NVL", DatasheetPeak("H100 NVL", 3900, {"float16": 835, "bfloat16": 835,
-                                                    "float32": 60}, _H100, True)),
+                                                    "float32": 60}, _H100, True, 600)),
     (r"H100", DatasheetPeak("H100 SXM5", 3350, {"float16": 989, "bfloat16": 989,
-                                                "float32": 67}, _H100, True)),
+                                                "float32": 67}, _H100, True, 900)),
     (r"H200 NVL", DatasheetPeak("H200 NVL", 4800, {"float16": 835, "bfloat16": 835,
-                                                    "float32": 60}, _H200, True)),
+                                                    "float32": 60}, _H200, True, 900)),
     (r"H200", DatasheetPeak("H200 SXM", 4800, {"float16": 989, "bfloat16": 989,
-                                               "float32": 67}, _H200, True)),
+                                               "float32": 67}, _H200, True, 900)),
 )
 
 
@@ -79,6 +79,18 @@ class CudaPlatform(Platform):
         import torch
 
         return [("CUDA", torch.version.cuda)]
+
+    def bus_id(self, device: Any) -> Optional[str]:
+        """From the device properties (pci_domain_id / pci_bus_id / pci_device_id, in
+        torch's `_CudaDeviceProperties`), in the form nvidia-smi prints."""
+        import torch
+
+        props = torch.cuda.get_device_properties(device.index)
+        parts = [getattr(props, f"pci_{name}_id", None) for name in ("domain", "bus", "device")]
+        if any(part is None for part in parts):
+            return None
+        domain, bus, slot = parts
+        return f"{domain:08x}:{bus:02x}:{slot:02x}.0"
 
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         return lookup_datasheet(DATASHEETS, device_name)

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Optional
 
 import torch
 
@@ -66,6 +66,7 @@ class DeviceUnderTest(ABC):
     torch_device: torch.device
     name: str
     memory_source: str
+    index: int = 0  # among the platform's visible cards
 
     @abstractmethod
     def synchronize(self) -> None:
@@ -74,6 +75,21 @@ class DeviceUnderTest(ABC):
     @abstractmethod
     def timer(self) -> ContextManager[Timing]:
         """Time a region on the device: `with dut.timer() as t: ...; t.elapsed_ms`."""
+
+    @contextmanager
+    def transfer_timer(self, *others: "DeviceUnderTest") -> Iterator[Timing]:
+        """Time work that spans this card and `others` (a copy between cards) on the host
+        clock, every card involved synchronized before and after: no one card's events see
+        the whole of a transfer that another card's engine may drive."""
+        timing = Timing()
+        cards = (self, *others)
+        for card in cards:
+            card.synchronize()
+        start = time.perf_counter()
+        yield timing
+        for card in cards:
+            card.synchronize()
+        timing.host_ms = timing.elapsed_ms = (time.perf_counter() - start) * 1e3
 
     @abstractmethod
     def memory(self) -> MemorySnapshot:
@@ -86,6 +102,15 @@ class DeviceUnderTest(ABC):
     @abstractmethod
     def empty_cache(self) -> None:
         """Return cached, unused memory to the device (or the process to the OS)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the header and the report name a card by: index, name, memory, bus id (None
+        where the runtime does not say)."""
+        from pytest_ascend.platforms.facts import safe
+
+        return {"index": self.index, "name": self.name,
+                "memory_total": safe(lambda: self.memory().total),
+                "bus_id": safe(lambda: self.platform.bus_id(self))}
 
     @property
     def kind(self) -> str:
@@ -124,7 +149,10 @@ class AcceleratorDevice(DeviceUnderTest):
         """Events bracket the region on the device's stream; the end event is waited on.
 
         The device is synchronized first so work queued before the region is not counted.
+        Events record on the current device's stream, so this card is made current first:
+        with several cards open, the last one opened would otherwise be timed.
         """
+        self.backend.set_device(self.index)
         timing = Timing()
         start = self.backend.Event(enable_timing=True)
         end = self.backend.Event(enable_timing=True)

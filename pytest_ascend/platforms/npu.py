@@ -65,7 +65,7 @@ DATASHEETS: tuple[tuple[str, DatasheetPeak], ...] = (
         _UNOFFICIAL, False)),
     (r"Ascend\s*910B", DatasheetPeak(
         "Ascend 910B1/B2", 1600, {"float16": 376, "bfloat16": 376, "float32": None},
-        _UNOFFICIAL, False)),
+        _UNOFFICIAL, False, 392)),  # HCCS full mesh, 7 x 56 GB/s (third-party figure)
 )
 
 
@@ -110,6 +110,15 @@ class NpuPlatform(Platform):
             "npu_hbm_total_mb": chips[0]["hbm_total_mb"] if chips else None,
             "npu_jit_compile": safe(self._jit_compile),
         }
+
+    def bus_id(self, device: Any) -> Optional[str]:
+        """From the Bus-Id column of `npu-smi info`, whose NPU ids are physical: a card's
+        index among the visible ones maps through ASCEND_RT_VISIBLE_DEVICES when it is set."""
+        visible = os.environ.get(self.visible_devices_env or "", "")
+        physical = [int(p) for p in visible.split(",") if p.strip().isdigit()]
+        npu = physical[device.index] if device.index < len(physical) else device.index
+        chips = parse_npu_smi(run_tool(["npu-smi", "info"]))
+        return next((chip["bus_id"] for chip in chips if chip["npu"] == npu), None)
 
     def stack_versions(self) -> list[tuple[str, Optional[str]]]:
         return [("torch_npu", package_version("torch_npu")), ("CANN", safe(cann_version))]
@@ -199,10 +208,11 @@ def _toolkit_info_files(environ: Mapping[str, str], root: Path) -> list[Path]:
 
 _NPU_ROW = re.compile(r"^\|\s*(\d+)\s+(\S+)\s*\|")
 _USAGE_PAIR = re.compile(r"(\d+)\s*/\s*(\d+)")
+_BUS_ID = re.compile(r"\b([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\b")
 
 
 def parse_npu_smi(text: str) -> list[dict[str, Any]]:
-    """Chip name and HBM total (MB) per NPU from `npu-smi info`.
+    """Chip name, PCI bus id and HBM total (MB) per NPU from `npu-smi info`.
 
     Each NPU takes two rows: `| <id> <Name> | <Health> | ...` then
     `| <chip> | <Bus-Id> | <AICore> <Memory used/total> <HBM used/total> |`; the last
@@ -215,10 +225,12 @@ def parse_npu_smi(text: str) -> list[dict[str, Any]]:
         if not match or i + 1 >= len(lines) or not re.search(r"[A-Za-z]", match.group(2)):
             continue
         pairs = _USAGE_PAIR.findall(lines[i + 1])
+        bus = _BUS_ID.search(lines[i + 1])
         chips.append(
             {
                 "npu": int(match.group(1)),
                 "name": match.group(2),
+                "bus_id": bus.group(1).lower() if bus else None,
                 "hbm_total_mb": int(pairs[-1][1]) if pairs else None,
             }
         )

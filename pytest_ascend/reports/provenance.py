@@ -34,7 +34,19 @@ def header_lines(plan: Any) -> list[str]:
         f"pytest-ascend: device {device.torch_device} ({device.name}) | "
         f"dtype {plan.dtype} ({plan.dtype_source}) | model {model} | draft {draft}",
         f"pytest-ascend: {versions}",
+        f"pytest-ascend: {len(plan.cards)} card{'s' if len(plan.cards) != 1 else ''} "
+        f"(--ascend-devices {settings.devices.text}): "
+        + "; ".join(_card_text(card) for card in plan.card_facts),
     ]
+
+
+def _card_text(card: dict) -> str:
+    details = [card["name"]]
+    if card["memory_total"]:
+        details.append(f"{card['memory_total'] / 2**30:.1f} GiB")
+    if card["bus_id"]:
+        details.append(f"bus {card['bus_id']}")
+    return f"{card['index']} {', '.join(details)}"
 
 
 def ascend_block(
@@ -56,6 +68,7 @@ def ascend_block(
         weight_bytes=model.weight_bytes if model is not None else None,
         dtype=plan.dtype,
         smoke=plan.smoke,
+        cards=plan.card_facts,
         device_limits=limits.report() if limits is not None else None,
         sglang_server=sglang_server,
     )

@@ -104,6 +104,16 @@ def test_accelerator_timer_brackets_the_region_with_events():
     assert timing.host_ms >= 0
 
 
+def test_with_several_cards_open_the_timer_records_on_its_own_card():
+    """Events record on the current device's stream; the last card opened is current."""
+    backend = FakeBackend()
+    first, _ = (AcceleratorDevice(CudaPlatform(), backend, index=i) for i in (0, 1))
+    assert backend.current == 1
+    with first.timer():
+        assert backend.current == 0
+    assert backend.current == 0
+
+
 def test_accelerator_memory_uses_allocator_and_driver_figures():
     snap = AcceleratorDevice(CudaPlatform(), FakeBackend()).memory()
     assert (snap.allocated, snap.reserved, snap.peak) == (100, 200, 150)

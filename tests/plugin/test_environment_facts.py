@@ -26,10 +26,10 @@ NPU_SMI = """\
 """
 
 
-def test_npu_smi_table_gives_chip_and_hbm_per_npu():
+def test_npu_smi_table_gives_chip_bus_and_hbm_per_npu():
     assert parse_npu_smi(NPU_SMI) == [
-        {"npu": 0, "name": "910B3", "hbm_total_mb": 65536},
-        {"npu": 1, "name": "910B3", "hbm_total_mb": 65536},
+        {"npu": 0, "name": "910B3", "bus_id": "0000:c1:00.0", "hbm_total_mb": 65536},
+        {"npu": 1, "name": "910B3", "bus_id": "0000:01:00.0", "hbm_total_mb": 65536},
     ]
 
 

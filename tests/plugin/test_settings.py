@@ -66,13 +66,31 @@ def test_cache_dir_from_env(tmp_path):
     assert resolve(env={"PYTEST_ASCEND_CACHE": str(tmp_path)}).cache == tmp_path
 
 
+@pytest.mark.parametrize("source, raw, message", [
+    ("cli", "0;1", "--ascend-devices: '0;1' from command line --ascend-devices: use all"),
+    ("env", "x", "from environment variable PYTEST_ASCEND_DEVICES: use all"),
+])
+def test_a_misspelt_card_selection_names_its_source(source, raw, message):
+    given = {"cli": {"devices": raw}} if source == "cli" else {
+        "env": {"PYTEST_ASCEND_DEVICES": raw}}
+    with pytest.raises(SettingsError, match=message):
+        resolve(**given)
+
+
+def test_card_tolerance_is_a_fraction():
+    assert resolve(cli={"card_tolerance": "0.05"}).card_tolerance == 0.05
+    with pytest.raises(SettingsError, match="not a fraction between 0 and 1"):
+        resolve(cli={"card_tolerance": "10"})
+
+
 def test_defaults_are_written_once_in_the_option_table():
     """Settings and --help take every default from OPTIONS; nothing else restates them."""
     settings = resolve()
     field_of = {"sglang_arg": "sglang_args"}
     for spec in OPTIONS:
         if spec.default is not None:
-            assert getattr(settings, field_of.get(spec.name, spec.name)) == spec.default, spec.name
+            default = spec.parse(spec.default) if spec.parse else spec.default
+            assert getattr(settings, field_of.get(spec.name, spec.name)) == default, spec.name
     assert SPECS["memory_interval"].help_text().endswith("(default: 0.05)")
     assert SPECS["sglang_timeout"].help_text().endswith("(default: 600)")
     assert "(default:" not in SPECS["trust_remote_code"].help_text()
