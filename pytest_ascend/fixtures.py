@@ -37,6 +37,28 @@ def npu_device(ascend_plan: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
+def ascend_cards(ascend_plan: Any) -> tuple:
+    """Every selected card (--ascend-devices), a DeviceUnderTest each, in selection order."""
+    return ascend_plan.cards
+
+
+@pytest.fixture
+def ascend_card(request: pytest.FixtureRequest, ascend_plan: Any) -> Any:
+    """One selected card: a test that asks for it runs once per card (the plugin's
+    pytest_generate_tests parametrizes it)."""
+    return ascend_plan.cards[request.param]
+
+
+@pytest.fixture(scope="session")
+def ascend_box(pytestconfig: pytest.Config) -> Any:
+    """The box's findings (card sweep, link matrix, stragglers), printed as tables at the
+    end of the session."""
+    from pytest_ascend.box.findings import BoxFindings
+
+    return pytestconfig.stash.setdefault(stash.box_key, BoxFindings())
+
+
+@pytest.fixture(scope="session")
 def model_under_test(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
     loaded = _load(pytestconfig, ascend_plan, ascend_plan.settings.model)

@@ -106,6 +106,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that asks for `ascend_card` runs once per selected card (--ascend-devices)."""
+    if "ascend_card" in metafunc.fixturenames:
+        plan = _plan(metafunc.config, announce=True)
+        metafunc.parametrize("ascend_card", range(len(plan.cards)), indirect=True,
+                             ids=[f"card{card.index}" for card in plan.cards])
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     from pytest_ascend.reports.provenance import header_lines
 
@@ -198,6 +206,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                               f"record(s) not written ({log.failure})")
     for failure in guard.failures:
         terminalreporter.write_line(f"pytest-ascend: {failure}", red=True, bold=True)
+    box = config.stash.get(stash.box_key, None)
+    if box is not None:
+        for title, lines in box.tables():
+            terminalreporter.write_sep("-", f"pytest-ascend: {title}")
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 class JsonReportEnvironment:
@@ -254,8 +268,9 @@ def _log(config: pytest.Config, kind: str, **fields: Any) -> None:
 
 
 def _test_metrics(item: pytest.Item) -> Optional[dict]:
-    """What a test measured: its `benchmark.extra_info`, and its memory_sampler's series."""
-    metrics: dict[str, Any] = {}
+    """What a test measured: its `record_property` values, its `benchmark.extra_info`, and
+    its memory_sampler's series."""
+    metrics: dict[str, Any] = dict(getattr(item, "user_properties", ()))
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     if fixture is not None:
         metrics.update(fixture.extra_info)

@@ -25,6 +25,7 @@ guard_key = pytest.StashKey[Any]()  # report_guard.ReportGuard of the session
 watchdog_key = pytest.StashKey[Any]()  # watchdog.Watchdog, once a device test ran
 hang_key = pytest.StashKey[Any]()  # watchdog.Hang, when the watchdog ended the run
 server_key = pytest.StashKey[Any]()  # serving.sglang_server.SessionServer, once a test used it
+box_key = pytest.StashKey[Any]()  # box.findings.BoxFindings, once a box test swept the cards
 
 
 def write_line(config: pytest.Config, line: str) -> None:

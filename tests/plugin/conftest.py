@@ -7,6 +7,7 @@ fails (SystemError, or a segfault later).
 
 import os
 import shutil
+import textwrap
 
 import pytest
 import torch  # noqa: F401  (see below)
@@ -49,3 +50,21 @@ def tiny(shared_cache):
     from pytest_ascend.platforms.cpu import CpuDevice
 
     return load_under_test("tiny", CpuDevice(), "float32", cache_dir=shared_cache)
+
+
+@pytest.fixture
+def install_platform(pytester):
+    """`install_platform(name, module, source, attribute)`: a platform module in the
+    pytester directory plus the dist-info an installed package would have, its entry point
+    in the `pytest_ascend.platforms` group."""
+
+    def install(name, module, source, attribute="FakePlatform"):
+        pytester.path.joinpath(f"{module}.py").write_text(textwrap.dedent(source))
+        info = pytester.mkdir(f"{name}-0.1.dist-info")
+        info.joinpath("METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        info.joinpath("entry_points.txt").write_text(
+            f"[pytest_ascend.platforms]\n{name} = {module}:{attribute}\n")
+        return pytester
+
+    return install

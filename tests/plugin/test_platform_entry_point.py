@@ -3,7 +3,6 @@
 auto, and runs the whole compat suite; its facts reach the report like npu's or cuda's."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -60,19 +59,9 @@ class FakePlatform(Platform):
 '''
 
 
-def install_platform(pytester, name, module, source):
-    """A module plus the dist-info an installed package would have: its entry point."""
-    pytester.path.joinpath(f"{module}.py").write_text(textwrap.dedent(source))
-    info = pytester.mkdir(f"{name}-0.1.dist-info")
-    info.joinpath("METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    info.joinpath("entry_points.txt").write_text(
-        f"[pytest_ascend.platforms]\n{name} = {module}:FakePlatform\n")
-
-
 @pytest.fixture
-def fakeacc(pytester):
-    install_platform(pytester, "fakeacc", "fakeacc_platform", FAKE_PLATFORM)
-    return pytester
+def fakeacc(install_platform):
+    return install_platform("fakeacc", "fakeacc_platform", FAKE_PLATFORM)
 
 
 def test_the_entry_point_adds_a_device_choice(fakeacc):
@@ -116,8 +105,8 @@ def test_auto_finds_the_new_platform_by_its_priority(fakeacc, monkeypatch):
     result.stdout.fnmatch_lines(["pytest-ascend: device cpu (Fake Accelerator 9000)*"])
 
 
-def test_a_broken_platform_is_a_one_line_usage_error(pytester):
-    install_platform(pytester, "brokenacc", "brokenacc_platform",
+def test_a_broken_platform_is_a_one_line_usage_error(pytester, install_platform):
+    install_platform("brokenacc", "brokenacc_platform",
                      "raise ImportError('libbrokenacc.so: cannot open shared object file')\n")
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest_subprocess("--ascend-device", "brokenacc")
