@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 import psutil
 
@@ -22,12 +22,14 @@ def die_with_parent() -> None:
         pass  # not Linux: the stop in `run_helper` / the server's stop still applies
 
 
-def run_helper(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess:
+def run_helper(argv: Sequence[str], timeout_s: float,
+               env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
     """Run a helper to completion, its output captured. On a timeout, a Ctrl-C or any other
     exception here, its whole tree is stopped before the exception goes on."""
     process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-                               preexec_fn=die_with_parent)
+                               preexec_fn=die_with_parent,
+                               env=None if env is None else dict(env))
     try:
         out, err = process.communicate(timeout=timeout_s)
     except BaseException:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pytest_ascend.platforms.device import DeviceUnderTest
     from pytest_ascend.platforms.selection import CardSelection
 
-__all__ = ["DatasheetPeak", "DeviceUnavailable", "Platform", "all_platforms", "get_platform",
-           "open_cards", "platform_names", "resolve_device"]
+__all__ = ["DatasheetPeak", "DeviceUnavailable", "Platform", "all_platforms",
+           "choose_platform", "get_platform", "open_cards", "platform_names", "resolve_device"]
 
 ENTRY_POINT_GROUP = "pytest_ascend.platforms"
 _BUILTIN = {
@@ -97,8 +97,7 @@ def resolve_device(choice: str) -> "DeviceUnderTest":
     Under auto, a present platform that fails to open is an error, never a quiet fall-back
     to the next one: a broken CANN must not turn into a green CPU run.
     """
-    platform, under_auto = _chosen_platform(choice)
-    return platform.open(under_auto=under_auto)
+    return choose_platform(choice).open(under_auto=choice == "auto")
 
 
 def open_cards(choice: str, selection: "CardSelection") -> tuple["DeviceUnderTest", ...]:
@@ -107,16 +106,18 @@ def open_cards(choice: str, selection: "CardSelection") -> tuple["DeviceUnderTes
     Card 0 is opened first in every case: its failure says why the platform cannot be used
     at all, which is the error to show before any complaint about indices.
     """
-    platform, under_auto = _chosen_platform(choice)
-    first = platform.open(0, under_auto=under_auto)
+    platform = choose_platform(choice)
+    first = platform.open(0, under_auto=choice == "auto")
     return tuple(first if index == 0 else platform.open(index)
                  for index in selection.resolve(platform))
 
 
-def _chosen_platform(choice: str) -> tuple[Platform, bool]:
+def choose_platform(choice: str) -> Platform:
+    """The platform of an `--ascend-device` value: the kind named, or under auto the first
+    present."""
     if choice != "auto":
-        return get_platform(choice), False
+        return get_platform(choice)
     for platform in all_platforms():
         if platform.present():
-            return platform, True
+            return platform
     raise DeviceUnavailable("no platform is present, not even the cpu")
