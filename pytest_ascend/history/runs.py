@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Optional, Union
 from pytest_ascend.errors import one_line
 
 # Runs are only compared within one context: same hardware, model, dtype, smoke or not.
+LIST_KEYS = ("cards",)  # the one list the ascend block holds: each selected card's facts
 CONTEXT_KEYS = ("ascend.device_kind", "ascend.device_name", "ascend.model", "ascend.dtype",
                 "ascend.smoke")
 
@@ -130,6 +131,8 @@ def _shape_problem(data: Any) -> Optional[str]:
     if not isinstance(ascend, dict):
         return "no ascend block in machine_info (not a pytest-ascend run)"
     for key, value in ascend.items():
+        if key in LIST_KEYS and isinstance(value, list):
+            continue
         if not (_scalar(value) or isinstance(value, dict)):
             return f"machine_info.ascend.{key} is a {type(value).__name__}, not a value"
     for dotted in CONTEXT_KEYS:
