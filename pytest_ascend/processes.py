@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import socket
 import subprocess
 from typing import Mapping, Optional, Sequence
 
@@ -58,3 +59,11 @@ def stop_process_tree(pid: int, grace_s: float = 15.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now, for a process the suite starts to bind a moment
+    later (a server, a rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -9,7 +9,6 @@ selected gives 5,7). A host platform has no such variable: its ranks share the h
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from typing import Mapping, Optional, Sequence
 
@@ -30,12 +29,6 @@ def rank_environment(cards: Sequence, environ: Optional[Mapping[str, str]] = Non
         env[variable] = ",".join(current[card.index] if card.index < len(current)
                                  else str(card.index) for card in cards)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def torchrun_argv(module: str, ranks: int, arguments: Sequence[str], *,

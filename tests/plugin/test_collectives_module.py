@@ -20,8 +20,8 @@ from pytest_ascend.box.collectives import (
     parse_size,
     sizes,
 )
-from pytest_ascend.box.launch import free_port, torchrun_argv
-from pytest_ascend.processes import die_with_parent, run_helper
+from pytest_ascend.box.launch import torchrun_argv
+from pytest_ascend.processes import die_with_parent, free_port, run_helper
 
 MODULE = "pytest_ascend.box.collectives"
 

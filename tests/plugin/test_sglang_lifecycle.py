@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from conftest import SGLANG_PYTHON
+from pytest_ascend.processes import free_port
 from pytest_ascend.serving.sglang_client import SGLangClient
-from pytest_ascend.serving.sglang_server import ServerError, ServerProcess, free_port
+from pytest_ascend.serving.sglang_server import ServerError, ServerProcess
 
 STAND_IN = textwrap.dedent("""
     import http.server, multiprocessing, os, sys, time
