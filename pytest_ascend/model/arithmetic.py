@@ -10,11 +10,17 @@ KV per token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 # Bytes per element of the dtypes the suite runs models in.
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+# Tensor-parallel sizes a node offers: every card count that splits an Atlas 800T or a DGX
+# evenly.
+TP_SIZES = (1, 2, 4, 8)
 
 
 def config_value(config: Any, name: str, default: Any = None) -> Any:
@@ -45,6 +51,14 @@ def kv_bytes_per_token(config: Any, element_bytes: int) -> int:
     return 2 * layers * kv_heads(config) * head_dim(config) * element_bytes
 
 
+def kv_bytes_per_card(config: Any, element_bytes: int, tp_size: int) -> int:
+    """KV-cache bytes one position takes on each of `tp_size` cards: the KV heads split
+    among them, each card holding at least one (with more cards than KV heads, replicas)."""
+    groups = kv_heads(config)
+    return kv_bytes_per_token(config, element_bytes) * max(1, math.ceil(groups / tp_size)) \
+        // groups
+
+
 def parameter_count(config: Any) -> int:
     """Parameters of a Qwen2/Llama-style decoder: embeddings, attention (q/k/v, with bias
     for qwen2, and o), gated MLP, norms, and an untied vocabulary projection."""
@@ -57,3 +71,8 @@ def parameter_count(config: Any) -> int:
     vocab = int(config_value(config, "vocab_size"))
     layers = int(config_value(config, "num_hidden_layers"))
     return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
+
+
+def split_sizes(heads: int) -> tuple[int, ...]:
+    """The tensor-parallel sizes that split `heads` attention heads evenly."""
+    return tuple(tp for tp in TP_SIZES if heads % tp == 0)

@@ -19,6 +19,20 @@ TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32":
 DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
+def tensor_parallel_kwargs() -> dict:
+    """`from_pretrained` keywords that split a model with its own tensor-parallel plan across
+    the ranks of the initialised process group: a DistributedConfig where this transformers
+    has one (5.x; passing `tp_plan` itself is deprecated there), else `tp_plan="auto"`
+    (4.50+, which Ascend images carry)."""
+    try:
+        from transformers.distributed import DistributedConfig
+    except ImportError:
+        return {"tp_plan": "auto"}
+    if "tp_plan" not in inspect.signature(DistributedConfig).parameters:
+        return {"tp_plan": "auto"}
+    return {"distributed_config": DistributedConfig(tp_plan="auto")}
+
+
 @contextmanager
 def quiet_progress_bars() -> Iterator[None]:
     """Loading and saving a checkpoint draws tqdm bars into the test log; keep them out."""

@@ -1,0 +1,192 @@
+"""A model split across cards: tensor-parallel greedy decode, one rank per card.
+
+    torchrun --nproc-per-node 2 -m pytest_ascend.box.tensor_parallel \
+        --model /models/Qwen2.5-14B-Instruct --dtype float16 --out tp.json
+
+Each rank binds to the card of its LOCAL_RANK and joins the platform's torch.distributed
+backend *before* the model loads: transformers 5 maps cpu to gloo and cuda to nccl but has
+no entry for npu (transformers/distributed/utils.py, DISTRIBUTED_BACKEND_MAP), and an
+initialised process group is used as it is. The checkpoint then loads with the model's own
+tensor-parallel plan (`tp_plan="auto"`: q/k/v and the MLP's gate/up split by columns,
+o_proj and down_proj by rows, so every layer ends in one all-reduce).
+
+The job does what the single-card suite does, on the split model: the suite's one greedy
+definition (model.greedy, eos an ordinary token) with the logits each token was chosen from,
+for the comparison with single-card greedy; then the timed decode loop of
+measure.generation, and the card's copy bandwidth, for TPOT and the roofline fraction per
+card. Rank 0 writes the JSON and the logits; every rank reports its own card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from pytest_ascend.model.arithmetic import kv_bytes_per_card
+from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
+
+# A short answer and a long one: enough steps for TPOT, and two chances to diverge.
+DEFAULT_PROMPT_KEYS = ("qa_ai", "long_continuation")
+
+
+def seed_chat_prompts(tokenizer: Any, keys: Sequence[str]) -> list[str]:
+    """The seed prompts `keys` in the model's chat template: what both sides of the
+    single-card comparison generate from."""
+    return [chat_prompt(tokenizer, SEED_PROMPTS[key]) for key in keys]
+
+
+def shard_bytes(model: Any) -> int:
+    """Weight bytes one decode step reads on this rank: the local shard of each split
+    weight (the vocabulary projection is split too), the whole of each replicated one (the
+    norms), the input embedding table excepted (a decode step reads one row of it), as
+    roofline.model_cost counts a whole model."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    total = 0
+    for param in model.parameters():
+        if param is embedding and param is not head:
+            continue
+        local = param.to_local() if hasattr(param, "to_local") else param
+        total += local.numel() * local.element_size()
+    return total
+
+
+def decode_roofline(weight_bytes: int, kv_bytes_per_token: int, runs: Sequence[Any],
+                    bandwidth_bytes_per_s: float) -> list[float]:
+    """Each run's bytes-bound decode time on this card over its measured decode time."""
+    fractions = []
+    for run in runs:
+        read = sum(weight_bytes + kv_bytes_per_token * run.batch_size * (run.context_tokens + step)
+                   for step in range(1, len(run.itl_ms) + 1))
+        fractions.append(read / bandwidth_bytes_per_s / (run.decode_ms / 1e3))
+    return fractions
+
+
+def _arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="torchrun --nproc-per-node N -m pytest_ascend.box.tensor_parallel",
+        description="Greedy decode of a model split across N cards (tensor parallel): tokens "
+                    "and logits for the comparison with one card, TPOT and the roofline "
+                    "fraction per card, written as JSON by rank 0.")
+    parser.add_argument("--model", required=True, type=Path, help="checkpoint directory")
+    parser.add_argument("--prompt-keys", default=",".join(DEFAULT_PROMPT_KEYS),
+                        help="comma-separated seed prompts (model.prompts.SEED_PROMPTS), each "
+                             "in the model's chat template")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--out", required=True, type=Path, help="JSON file rank 0 writes "
+                        "(the logits go beside it, as OUT.logits.pt)")
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--device", default="auto",
+                        help="platform kind, or auto (the first present)")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes over the prompts")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = [key for key in args.prompt_keys.split(",") if key not in SEED_PROMPTS]
+    if unknown:
+        parser.error(f"--prompt-keys: unknown {', '.join(unknown)}; use "
+                     f"{', '.join(SEED_PROMPTS)}")
+    if args.new_tokens < 2 or args.passes < 1:
+        parser.error("need --new-tokens >= 2 (TPOT needs a decode step) and --passes >= 1")
+    if "RANK" not in os.environ:
+        parser.error("run under torchrun (RANK, WORLD_SIZE and LOCAL_RANK are not set)")
+    return args
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_ascend.model.hf_compat import (
+        DTYPE_KWARG,
+        TORCH_DTYPES,
+        quiet_progress_bars,
+        tensor_parallel_kwargs,
+    )
+
+    with quiet_progress_bars():
+        tokenizer = AutoTokenizer.from_pretrained(args.model,
+                                                  trust_remote_code=args.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            args.model, trust_remote_code=args.trust_remote_code,
+            **{DTYPE_KWARG: TORCH_DTYPES[args.dtype]}, **tensor_parallel_kwargs())
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _arguments(argv)
+    from pytest_ascend.processes import die_with_parent
+
+    die_with_parent()  # a killed launcher takes its ranks with it
+    import torch
+    import torch.distributed as dist
+
+    from pytest_ascend.measure.generation import measure_generation
+    from pytest_ascend.measure.roofline import measure_device_limits
+    from pytest_ascend.model.greedy import greedy_generate
+    from pytest_ascend.platforms import choose_platform
+
+    rank, ranks = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    platform = choose_platform(args.device)
+    card = platform.open(int(os.environ["LOCAL_RANK"]) if platform.is_accelerator else 0)
+    dist.init_process_group(backend=platform.distributed_backend)
+    new_tokens = args.new_tokens
+    say = (lambda line: print(f"tensor_parallel: {line}", file=sys.stderr, flush=True)) \
+        if rank == 0 else (lambda line: None)
+    try:
+        started = time.perf_counter()
+        model, tokenizer = _load(args)
+        prompts = seed_chat_prompts(tokenizer, args.prompt_keys.split(","))
+        say(f"loaded {args.model} across {ranks} ranks in {time.perf_counter() - started:.1f} s")
+        greedy = greedy_generate(model, tokenizer, prompts, new_tokens, ignore_eos=True)
+        say(f"greedy: {len(prompts)} prompts x {new_tokens} tokens")
+        limits = measure_device_limits(card, args.dtype)
+        result = measure_generation(model, tokenizer, prompts, max_new_tokens=new_tokens,
+                                    device=card, repetitions=args.passes)
+        element = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
+        weight_bytes = shard_bytes(model)
+        fractions = decode_roofline(weight_bytes,
+                                    kv_bytes_per_card(model.config, element, ranks),
+                                    result.runs, limits.bandwidth_bytes_per_s)
+        mine = {"rank": rank, "card": card.name, "index": card.index,
+                "weight_bytes": weight_bytes,
+                "bandwidth_gb_s": limits.bandwidth_bytes_per_s / 1e9,
+                "roofline_fraction": sorted(fractions)[len(fractions) // 2]}
+        cards: list = [None] * ranks
+        dist.all_gather_object(cards, mine)
+        if rank == 0:
+            _write(args.out, {
+                "tp_size": ranks, "backend": dist.get_backend(), "device_kind": platform.kind,
+                "dtype": args.dtype, "max_new_tokens": new_tokens,
+                "prompt_keys": args.prompt_keys.split(","),
+                "tokens": [g.tokens for g in greedy], "cards": cards,
+                "metrics": result.summary().metrics(), "rounds": result.round_figures(),
+                "seconds": time.perf_counter() - started,
+            }, {"logits": torch.stack([g.logits for g in greedy])})
+            say(f"TPOT {result.summary().tpot_ms.p50:.2f} ms at TP {ranks}")
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def logits_path(out: Path) -> Path:
+    return out.with_name(out.name + ".logits.pt")
+
+
+def _write(out: Path, report: dict, tensors: dict) -> None:
+    import torch
+
+    torch.save(tensors, logits_path(out))
+    partial = out.with_name(out.name + ".part")
+    partial.write_text(json.dumps(report, indent=1))
+    os.replace(partial, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
