@@ -61,6 +61,8 @@ def ascend_box(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def model_under_test(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
+    if ascend_plan.single_card_problem is not None:
+        pytest.skip(ascend_plan.single_card_problem)
     loaded = _load(pytestconfig, ascend_plan, ascend_plan.settings.model)
     pytestconfig.stash[stash.model_key] = loaded
     return loaded

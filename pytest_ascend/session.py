@@ -7,7 +7,7 @@ Nothing here knows pytest; the plugin turns `SessionSetupError` into a usage err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Optional
 
@@ -25,6 +25,9 @@ class SessionPlan:
     cards: tuple  # DeviceUnderTest of each selected card (--ascend-devices), in order
     dtype: str
     dtype_source: str
+    # Why the model cannot load onto one card, when only a split across the selected
+    # cards holds it (the single-card tests skip with it); None when it fits.
+    single_card_problem: Optional[str] = None
 
     @property
     def device(self) -> Any:
@@ -68,8 +71,7 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, cards, dtype, dtype_source)
-    _check_models(plan)
-    return plan
+    return replace(plan, single_card_problem=_check_models(plan))
 
 
 def _open_cards(settings: AscendSettings) -> tuple:
@@ -88,7 +90,7 @@ def _open_cards(settings: AscendSettings) -> tuple:
         raise SessionSetupError(str(exc)) from exc
 
 
-def _check_models(plan: SessionPlan) -> None:
+def _check_models(plan: SessionPlan) -> Optional[str]:
     from pytest_ascend.model.loading import (
         ModelSpecError,
         check_buildable,
@@ -105,9 +107,11 @@ def _check_models(plan: SessionPlan) -> None:
             check_buildable(settings.draft_model, settings.cache, settings.model)
         if info is not None and plan.model_sensible_here:
             free = plan.device.memory().free
-            check_fits(info, plan.dtype, free, str(plan.device.torch_device))
+            return check_fits(info, plan.dtype, free, str(plan.device.torch_device),
+                              len(plan.cards))
     except ModelSpecError as exc:
         raise SessionSetupError(str(exc)) from exc
+    return None
 
 
 def skip_reason(

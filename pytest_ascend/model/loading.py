@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from pytest_ascend.errors import one_line
 from pytest_ascend.model import tiny
-from pytest_ascend.model.arithmetic import DTYPE_BYTES
+from pytest_ascend.model.arithmetic import DTYPE_BYTES, TP_SIZES, split_sizes
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -38,6 +38,7 @@ class CheckpointInfo:
     path: Path
     model_type: str
     parameters: Optional[int]  # None for pickled (.bin) weights, whose sizes need torch.load
+    attention_heads: Optional[int] = None  # what a tensor-parallel split must divide
 
     def weight_bytes(self, dtype: str) -> Optional[int]:
         return None if self.parameters is None else self.parameters * DTYPE_BYTES[dtype]
@@ -160,7 +161,9 @@ def inspect_checkpoint(spec: str, option: str = "--ascend-model") -> CheckpointI
             f"{where}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); copy them from the "
             f"model's release next to config.json"
         )
-    return CheckpointInfo(path, str(config["model_type"]), _count_parameters(path, where))
+    heads = config.get("num_attention_heads")
+    return CheckpointInfo(path, str(config["model_type"]), _count_parameters(path, where),
+                          heads if isinstance(heads, int) and heads > 0 else None)
 
 
 def _count_parameters(path: Path, where: str) -> Optional[int]:
@@ -226,15 +229,31 @@ def _safetensors_elements(shard: Path, where: str) -> int:
     return elements
 
 
-def check_fits(info: CheckpointInfo, dtype: str, free_bytes: Optional[int], device_label: str) -> None:
-    """Refuse, before any test, a model whose weights alone exceed the device's free memory."""
+def check_fits(info: CheckpointInfo, dtype: str, free_bytes: Optional[int], device_label: str,
+               selected_cards: int = 1) -> Optional[str]:
+    """Decide, before any test, whether the model's weights fit one card's free memory.
+
+    None when they do. When they do not, but the selected cards can hold them split
+    (tensor parallel), the reason the single-card tests skip: the box, the SGLang server
+    (launched with that --tp-size) and the collectives still run. Otherwise ModelSpecError
+    naming the --ascend-devices that would hold it."""
     need = info.weight_bytes(dtype)
     if need is None or free_bytes is None or need <= free_bytes:
-        return
+        return None
+    where = (f"--ascend-model {info.path}: its {dtype} weights need {need / 2**30:.1f} GiB but "
+             f"{device_label} has {free_bytes / 2**30:.1f} GiB free")
+    sizes = split_sizes(info.attention_heads) if info.attention_heads else TP_SIZES
+    split = next((tp for tp in sizes if -(-need // tp) <= free_bytes), None)
+    if split is not None and selected_cards >= split:
+        return (f"{where}: a single card cannot hold it, so the single-card tests skip; the "
+                f"{selected_cards} selected cards hold it split {split} ways (SGLang --tp-size "
+                f"{split})")
+    if split is None:
+        raise ModelSpecError(f"{where}, and a split over {max(TP_SIZES)} such cards does not "
+                             f"fit either: use cards with more memory or a smaller dtype")
     raise ModelSpecError(
-        f"--ascend-model {info.path}: its {dtype} weights need {need / 2**30:.1f} GiB but "
-        f"{device_label} has {free_bytes / 2**30:.1f} GiB free; use a device with more memory "
-        f"or serve it with tensor parallelism (SGLang --tp 2)"
+        f"{where}; select {split} cards to hold it split (tensor parallel {split}, "
+        f"{need / split / 2**30:.1f} GiB each): --ascend-devices={','.join(map(str, range(split)))}"
     )
 
 

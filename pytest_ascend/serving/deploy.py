@@ -30,13 +30,13 @@ from pytest_ascend.model.arithmetic import (
     DTYPE_BYTES,
     attention_heads,
     config_value,
-    kv_bytes_per_token,
-    kv_heads,
+    kv_bytes_per_card,
+    TP_SIZES,
     parameter_count,
+    split_sizes,
 )
 from pytest_ascend.platforms import DeviceUnavailable, get_platform
 
-TP_SIZES = (1, 2, 4, 8)  # devices per Atlas 800T / DGX node
 # Weights may take at most this share of a device: the rest is KV cache and activations.
 # Above it a deployment serves too few tokens to be useful (Qwen2.5-14B's 29.5 GB of
 # float16 weights on a 32 GB device leave ~2 GB: TP=2).
@@ -109,14 +109,10 @@ def serving_config(
         raise DeployError(f"free_bytes must be > 0, got {free_bytes}")
     element = DTYPE_BYTES[dtype]
     weights = parameter_count(model_config) * element
-    heads, groups = attention_heads(model_config), kv_heads(model_config)
-    kv_token = kv_bytes_per_token(model_config, element)
+    heads = attention_heads(model_config)
     tried = []
-    for tp in TP_SIZES:
-        if heads % tp:
-            continue
-        # KV heads split across devices; with more devices than KV heads each holds one.
-        kv_per_device = kv_token * max(1, math.ceil(groups / tp)) // groups
+    for tp in split_sizes(heads):
+        kv_per_device = kv_bytes_per_card(model_config, element, tp)
         weights_per_device = math.ceil(weights / tp)
         reserve = FRAMEWORK_MARGIN_BYTES + _activation_bytes(model_config, tp, element)
         pool = free_bytes - weights_per_device - reserve

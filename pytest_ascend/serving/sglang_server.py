@@ -17,10 +17,10 @@ server's output goes to a log file whose tail is attached to failures.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -29,17 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from pytest_ascend.processes import die_with_parent, stop_process_tree
+from pytest_ascend.processes import die_with_parent, free_port, stop_process_tree
 from pytest_ascend.serving.sglang_client import ServerError, SGLangClient, is_healthy
 
 Progress = Callable[[str], None]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:
@@ -193,9 +186,40 @@ def launch_argv(
                           extra_args=ours) + list(extra_args)
 
 
-def launch_env(platform: Any) -> dict:
-    """This process's environment plus what the platform's SGLang needs."""
-    return {**os.environ, **platform.sglang_env}
+def launch_env(cards: Sequence[Any]) -> dict:
+    """This process's environment, its visible devices narrowed to the selected cards, plus
+    what the platform's SGLang needs."""
+    from pytest_ascend.box.launch import rank_environment
+
+    return {**rank_environment(cards), **cards[0].platform.sglang_env}
+
+
+def tensor_parallel_args(model_dir: Path, cards: Sequence[Any], dtype: str,
+                         extra_args: Sequence[str]) -> list[str]:
+    """`--tp-size` for a server on several selected cards: the size deploy.serving_config
+    picks for the model on the least free of them (the smallest that leaves room for a
+    full-length request's KV). One card keeps SGLang's default, as does an --sglang-arg
+    that sets it. Raises ServerError when the selected cards are too few."""
+    from pytest_ascend.model.arithmetic import config_value
+    from pytest_ascend.serving.deploy import DeployError, serving_config
+
+    frees = [card.memory().free for card in cards]
+    if len(cards) < 2 or None in frees or any(
+            arg.split("=", 1)[0] in ("--tp-size", "--tp") for arg in extra_args):
+        return []
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    context = int(config_value(config, "max_position_embeddings", 4096))
+    try:
+        serving = serving_config(config, min(frees), context_len=context, dtype=dtype)
+    except DeployError as exc:
+        raise ServerError(f"--sglang-launch: {exc}") from None
+    if serving.tp_size > len(cards):
+        raise ServerError(
+            f"--sglang-launch: {model_dir.name} needs {serving.tp_size} cards to serve "
+            f"{context}-token contexts ({serving.weight_bytes_per_device / 2**30:.1f} GiB of "
+            f"weights each) and {len(cards)} are selected: select more, as in "
+            f"--ascend-devices={','.join(map(str, range(serving.tp_size)))}")
+    return ["--tp-size", str(serving.tp_size)]
 
 
 @dataclass
@@ -234,11 +258,12 @@ def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[Ses
         raise ServerError(str(exc)) from None
     port = free_port()
     platform = plan.device.platform
+    split = tensor_parallel_args(model_dir, plan.cards, plan.dtype, settings.sglang_args)
     argv = launch_argv(settings.sglang_python or sys.executable, model_dir, platform=platform,
-                       dtype=plan.dtype, port=port, extra_args=settings.sglang_args)
+                       dtype=plan.dtype, port=port, extra_args=[*split, *settings.sglang_args])
     log = log_dir / "server.log"
     progress(f"launching SGLang (log {log}): {shlex.join(argv)}")
-    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(platform),
+    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(plan.cards),
                             timeout_s=settings.sglang_timeout, progress=progress)
     with ExitStack() as stack:
         try:

@@ -1,5 +1,6 @@
 """Serving configuration from facts and the SGLang launch script generated from it."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from pytest_ascend.serving.deploy import (
     launch_script,
     serving_config,
 )
+from pytest_ascend.serving.sglang_client import ServerError
+from pytest_ascend.serving.sglang_server import launch_env, tensor_parallel_args
 
 pytestmark = pytest.mark.npu
 
@@ -122,3 +125,53 @@ def test_launch_command_per_device(device, expected):
     assert argv[:3] == ["python", "-m", "sglang.launch_server"]
     assert " ".join(expected) in joined and "--port 31000" in joined
     assert f"--max-total-tokens {config.max_total_tokens}" in joined
+
+
+class StandInCard:
+    """A card of the npu platform with a given free memory, as the session's plan holds it."""
+
+    is_accelerator = True
+
+    def __init__(self, index, free_gb):
+        from pytest_ascend.platforms.npu import NpuPlatform
+
+        self.index, self.free, self.platform = index, int(free_gb * 10**9), NpuPlatform()
+
+    def memory(self):
+        from pytest_ascend.platforms.device import MemorySnapshot
+
+        return MemorySnapshot(0, 0, 0, 2 * self.free, self.free, "stand-in")
+
+
+@pytest.fixture
+def qwen_dir(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(QWEN25_14B))
+    return tmp_path
+
+
+@pytest.mark.parametrize("free_gb, cards, expected", [
+    (32, 2, ["--tp-size", "2"]),  # 29.5 GB of weights: two 32 GB parts
+    (64, 2, ["--tp-size", "1"]),  # fits one 64 GB part with room for the KV cache
+    (32, 1, []),  # one card selected: SGLang's own default, as before
+])
+def test_a_launched_server_is_split_as_serving_config_says(qwen_dir, free_gb, cards, expected):
+    selected = [StandInCard(i, free_gb) for i in range(cards)]
+    assert tensor_parallel_args(qwen_dir, selected, "float16", []) == expected
+
+
+def test_too_few_selected_cards_is_one_line_naming_enough(qwen_dir):
+    selected = [StandInCard(i, 16) for i in range(2)]  # 14.8 GB a card leaves no KV room
+    with pytest.raises(ServerError, match=r"needs 4 cards .* 2 are selected: select more, as "
+                                          r"in --ascend-devices=0,1,2,3$"):
+        tensor_parallel_args(qwen_dir, selected, "float16", [])
+
+
+def test_an_explicit_tp_size_is_the_users_call(qwen_dir):
+    selected = [StandInCard(i, 32) for i in range(2)]
+    assert tensor_parallel_args(qwen_dir, selected, "float16", ["--tp-size=1"]) == []
+
+
+def test_the_server_sees_only_the_selected_cards(monkeypatch):
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "4,5,6,7")
+    env = launch_env([StandInCard(1, 64), StandInCard(3, 64)])
+    assert env["ASCEND_RT_VISIBLE_DEVICES"] == "5,7"

@@ -76,11 +76,31 @@ def test_load_model_gives_eval_model_in_dtype_and_left_padding(checkpoint_dir, t
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
 
 
-def test_model_too_large_for_free_memory_is_refused():
-    info = CheckpointInfo(Path("/models/Qwen2.5-14B"), model_type="qwen2", parameters=14_770_000_000)
-    with pytest.raises(ModelSpecError, match=r"need 27\.5 GiB but npu:0 has 24\.0 GiB free.*--tp 2"):
-        check_fits(info, "float16", 24 * 2**30, "npu:0")
-    check_fits(info, "float16", 40 * 2**30, "npu:0")  # fits: no error
+QWEN_14B = CheckpointInfo(Path("/models/Qwen2.5-14B"), model_type="qwen2",
+                          parameters=14_770_000_000, attention_heads=40)
+
+
+def test_model_too_large_for_one_card_names_the_cards_that_hold_it():
+    with pytest.raises(ModelSpecError, match=r"need 27\.5 GiB but npu:0 has 24\.0 GiB free; "
+                       r"select 2 cards .*13\.8 GiB each\): --ascend-devices=0,1$"):
+        check_fits(QWEN_14B, "float16", 24 * 2**30, "npu:0")
+    with pytest.raises(ModelSpecError, match=r"--ascend-devices=0,1,2,3$"):
+        check_fits(QWEN_14B, "float16", 12 * 2**30, "npu:0", selected_cards=2)
+    assert check_fits(QWEN_14B, "float16", 40 * 2**30, "npu:0") is None  # fits one card
+
+
+def test_model_held_by_the_selected_cards_skips_only_the_single_card_tests():
+    reason = check_fits(QWEN_14B, "float16", 24 * 2**30, "npu:0", selected_cards=8)
+    assert "single-card tests skip" in reason and "split 2 ways (SGLang --tp-size 2)" in reason
+
+
+def test_a_split_must_divide_the_heads_and_fit_eight_cards():
+    odd = CheckpointInfo(Path("/m"), model_type="qwen2", parameters=14_770_000_000,
+                         attention_heads=6)  # splits 2 ways only: 13.8 GiB a card
+    with pytest.raises(ModelSpecError, match=r"select 2 cards"):
+        check_fits(odd, "float16", 16 * 2**30, "npu:0")
+    with pytest.raises(ModelSpecError, match=r"a split over 8 such cards does not fit"):
+        check_fits(odd, "float16", 8 * 2**30, "npu:0", selected_cards=8)
 
 
 def test_builtin_build_and_load_under_ten_seconds(tmp_path):
