@@ -60,6 +60,7 @@ class Watchdog:
         self._on_expiry = on_expiry
         self._lock = threading.Condition()
         self._armed: Optional[tuple[str, str, float, float]] = None  # nodeid, phase, start, budget
+        self._fired = False
         self._thread = threading.Thread(target=self._watch, name="pytest-ascend-watchdog",
                                         daemon=True)
         self._thread.start()
@@ -70,7 +71,13 @@ class Watchdog:
             self._lock.notify()
 
     def disarm(self) -> None:
+        """End the armed phase. A phase that comes back after its expiry (a long call in C
+        that did finish, late) is held here for good: `on_expiry` is writing the reports and
+        ending the process, and the session must not run on into the next test and its own
+        session end meanwhile."""
         with self._lock:
+            while self._fired:
+                self._lock.wait()
             self._armed = None
             self._lock.notify()
 
@@ -85,4 +92,5 @@ class Watchdog:
                 if now < deadline:
                     self._lock.wait(deadline - now)
                     continue
+                self._fired = True
             self._on_expiry(Hang(nodeid, phase, now - start, budget, thread_stacks()))

@@ -117,3 +117,21 @@ def test_a_hang_stops_the_launched_server_before_exiting(pytester):
     alive = [pid for pid in pids if psutil.pid_exists(pid)
              and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"server processes outlived the run: {alive}"
+
+
+def test_a_phase_that_returns_after_its_expiry_is_held_while_the_reports_are_written():
+    """A long call in C that does come back, late, must not run on into the next test and
+    a session end of its own while the watchdog writes the reports (a spinning matmul that
+    ended mid-write once left a second session_end, with exit status 1, after the hang's)."""
+    import threading
+
+    from pytest_ascend.watchdog import Watchdog
+
+    expired = threading.Event()
+    watchdog = Watchdog(lambda hang: expired.set())  # the real one never returns: it exits
+    watchdog.arm("test_late", "call", 0.05)
+    assert expired.wait(timeout=10)
+    came_back = threading.Thread(target=watchdog.disarm, daemon=True)
+    came_back.start()
+    came_back.join(timeout=1)
+    assert came_back.is_alive(), "the late phase went on while the reports were written"
