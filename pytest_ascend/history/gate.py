@@ -9,7 +9,8 @@ and each metric's change between groups is judged against the noise the runs the
 show.
 
 The regression rule (docs/history.md explains the choice): a metric regressed when it moved
-in its bad direction by more than max(min_change, noise_factor x noise), where noise is the
+in its bad direction by more than max(min_change, noise_factor x noise), measured as a
+factor on its cost (a throughput halved moved by 100%, as a latency doubled), where noise is the
 mean of the two groups' relative interquartile ranges of that metric's own samples: its
 per-round values where the run kept them (`stats.data` for time, `extra_info["rounds"]`
 for TTFT, TPOT, throughput and roofline), else one value per run. A group whose noise
@@ -23,6 +24,7 @@ no rule short of ignoring changes below ~70% could tell drift from a regression 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -99,10 +101,22 @@ class Comparison:
         return self.change < 0 if self.higher_is_better else self.change > 0
 
     @property
+    def cost_change(self) -> float:
+        """The change as a factor on what the metric costs, minus one, in whichever
+        direction it moved: a throughput halved is +100%, as a latency doubled is, and a
+        throughput doubled is +100% as well. A fall can never exceed 100% of the value,
+        so judging falls by `change` itself would let a noisy higher-is-better metric
+        collapse unflagged (at 34% noise no threshold of 3 x noise is reachable)."""
+        ratio = 1 + self.change  # group over baseline
+        if ratio <= 0:
+            return math.inf
+        return max(ratio, 1 / ratio) - 1
+
+    @property
     def verdict(self) -> str:
         if not self.gated:
             return "not gated"
-        if abs(self.change) <= self.threshold:
+        if self.cost_change <= self.threshold:
             return "same"
         return "regression" if self.worse else "improvement"
 

@@ -31,7 +31,8 @@ def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Compari
         if comparison.verdict == "not gated":
             text += f" (not gated: {comparison.not_gated_because})"
         elif comparison.verdict != "same":
-            text += f" {comparison.verdict.upper()} (>{comparison.threshold:.0%})"
+            text += (f" {comparison.verdict.upper()} ({comparison.cost_change:.0%} in cost "
+                     f"> {comparison.threshold:.0%})")
     return text
 
 
@@ -112,7 +113,9 @@ def history_dict(history: History) -> dict[str, Any]:
                 ],
                 "comparisons": [
                     {"benchmark": c.benchmark, "metric": c.metric, "group": c.group,
-                     "baseline": c.baseline, "change": c.change, "threshold": c.threshold,
+                     "baseline": c.baseline, "change": c.change,
+                     "cost_change": c.cost_change if math.isfinite(c.cost_change) else None,
+                     "threshold": c.threshold,
                      "higher_is_better": c.higher_is_better, "verdict": c.verdict,
                      "not_gated_because": c.not_gated_because}
                     for c in ctx.comparisons
@@ -128,7 +131,8 @@ def history_dict(history: History) -> dict[str, Any]:
 def _summary_lines(history: History) -> list[str]:
     lines = [f"{len(history.regressions)} regression(s)"]
     lines += [f"REGRESSION {c.benchmark} {c.metric}: {c.change:+.1%} in {c.group} vs "
-              f"{c.baseline} (threshold {c.threshold:.1%})" for c in history.regressions]
+              f"{c.baseline} ({c.cost_change:.1%} in cost, threshold {c.threshold:.1%})"
+              for c in history.regressions]
     if len(history.contexts) > 1:
         lines.append(f"{len(history.contexts)} contexts (device / model / dtype / smoke) are "
                      f"listed separately, never merged")

@@ -79,16 +79,17 @@ def relabel(run, directory, cann, smoke=False, **edits):
 
 
 def beyond_noise(run, metric, down=False):
-    """A factor the gate must flag in `run`'s SHORT_QA `metric`: a 30% change (up, or down
-    with `down`), or more when this run's own rounds are noisier than the 10% a 30% change
-    allows (the gate's threshold is 3 x the relative IQR), as on a busy CI machine."""
+    """A factor the gate must flag in `run`'s SHORT_QA `metric`: a 30% change in its cost
+    (x1.3, or /1.3 with `down`), or more when this run's own rounds are noisier than the 10%
+    a 30% change allows (the gate's threshold is 3 x the relative IQR), as on a busy CI
+    machine."""
     bench = next(b for b in run["benchmarks"] if b["fullname"] == SHORT_QA)
     rounds = bench["stats"]["data"] if metric == "time" else \
         bench["extra_info"]["rounds"][metric]
     middle = percentile(rounds, 50)
     noise = (percentile(rounds, 75) - percentile(rounds, 25)) / middle
     change = max(0.30, 4 * noise)
-    return 1 - min(change, 0.9) if down else 1 + change
+    return 1 / (1 + change) if down else 1 + change
 
 
 def two_runs(run, directory, cann, **edits):
@@ -401,3 +402,18 @@ def test_fuzzed_runs_never_give_a_traceback_or_a_false_regression(real_runs, tmp
         assert "Traceback" not in err and code in (0, 1, 2), f"{where}\n{err}"
         if code == 1:
             assert "REGRESSION" in out or '"verdict": "regression"' in out, where
+
+
+@pytest.mark.parametrize("higher_is_better, change", [(True, -0.8), (False, 4.0)])
+def test_a_collapse_is_flagged_however_noisy_the_metric(higher_is_better, change):
+    """A fall can never exceed 100% of a value: a throughput down to a fifth (-80%) is the
+    same 5x loss as a latency 5x longer, and with 40% noise (threshold 120%) both must fail
+    the gate."""
+    from pytest_ascend.history.gate import Comparison
+
+    collapse = Comparison("bench", "metric", "8.1.RC1", "8.0.RC2", change, threshold=1.2,
+                          higher_is_better=higher_is_better)
+    assert collapse.cost_change == pytest.approx(4.0) and collapse.verdict == "regression"
+    better = Comparison("bench", "metric", "8.1.RC1", "8.0.RC2", -change / (1 + change),
+                        threshold=1.2, higher_is_better=higher_is_better)
+    assert better.verdict == "improvement"
