@@ -7,12 +7,21 @@ fails (SystemError, or a segfault later).
 
 import os
 import shutil
+import signal
 import textwrap
 
 import pytest
 import torch  # noqa: F401  (see below)
 
 from pytest_ascend.model.tiny import TinyRecipe, ensure_built
+
+
+def ctrl_c_as_in_a_terminal():
+    """preexec_fn for a child a test sends Ctrl-C: SIGINT's default disposition, which a
+    terminal's foreground job has. A test run started in the background (`nohup`, `&` in a
+    script) hands its children SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the Ctrl-C tests would fail, and leave their children behind."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,10 @@ BOX_SUITE = Path(__file__).resolve().parents[1] / "box"
 STAND_IN = '''
 """Boxacc: eight cards that are the host CPU, with planted faults from the environment:
 BOXACC_SLOW_CARDS="3:1.5" stretches card 3's timings 1.5x, BOXACC_SLOW_LINKS="2>5:2"
-stretches copies from card 2 to card 5 2x. The work is real, its timings nominal (see
-StandInCard)."""
+stretches copies from card 2 to card 5 2x, BOXACC_FREE_BYTES=N gives every card N bytes
+free. The work is real, its timings nominal (see StandInCard)."""
 
+import dataclasses
 import os
 import random
 from contextlib import contextmanager
@@ -55,6 +56,11 @@ class StandInCard(CpuDevice):
         with super().timer() as timing:
             yield timing
         _nominal(timing, self.stretch)
+
+    def memory(self):
+        snapshot = super().memory()
+        free = os.environ.get("BOXACC_FREE_BYTES")
+        return snapshot if free is None else dataclasses.replace(snapshot, free=int(free))
 
     @contextmanager
     def transfer_timer(self, *others):
@@ -92,8 +98,8 @@ class BoxPlatform(Platform):
 
 @pytest.fixture
 def box(install_platform, monkeypatch):
-    monkeypatch.delenv("BOXACC_SLOW_CARDS", raising=False)
-    monkeypatch.delenv("BOXACC_SLOW_LINKS", raising=False)
+    for planted in ("BOXACC_SLOW_CARDS", "BOXACC_SLOW_LINKS", "BOXACC_FREE_BYTES"):
+        monkeypatch.delenv(planted, raising=False)
     return install_platform("boxacc", "boxacc_platform", STAND_IN, "BoxPlatform")
 
 
@@ -183,3 +189,23 @@ def test_one_card_has_no_siblings_and_no_links(box):
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*no siblings to compare with*", "*no links between cards*"],
                                 consecutive=False)
+
+
+def test_a_model_too_large_for_one_card_names_the_cards_that_would_hold_it(
+        box, monkeypatch, checkpoint_dir):
+    """6.3 MB of float32 weights on cards with 4 MB free: one card is refused in one line
+    naming two; with two selected, only the tests that load the model on one card skip."""
+    monkeypatch.setenv("BOXACC_FREE_BYTES", str(4 * 10**6))
+    model = f"--ascend-model={checkpoint_dir}"
+    result = run_box(box, model, tests=("test_cards.py",))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*weights need 0.0 GiB but boxacc:0 has 0.0 GiB free; select 2 "
+                                 "cards to hold it split (tensor parallel 2, *): "
+                                 "--ascend-devices=0,1"])
+    result = box.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "npu", "--ascend-device=boxacc", model,
+        "--ascend-devices=0,1", "-rs", str(BOX_SUITE.parent / "compat" / "test_inference.py"))
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) > 0 and "passed" not in outcomes and result.ret == 0
+    result.stdout.fnmatch_lines(["SKIPPED *a single card cannot hold it, so the single-card "
+                                 "tests skip; the 2 selected cards hold it split 2 ways*"])

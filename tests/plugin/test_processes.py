@@ -11,7 +11,8 @@ import time
 import psutil
 import pytest
 
-from pytest_ascend.processes import run_helper
+from conftest import ctrl_c_as_in_a_terminal
+from pytest_ascend.processes import run_helper, stop_process_tree
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -26,35 +27,52 @@ PARENT = textwrap.dedent(f"""
 """)
 
 
-def start_parent_and_find_its_helper():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        children = psutil.Process(parent.pid).children(recursive=True)
-        if children:
-            return parent, children[0]
-        time.sleep(0.05)
-    parent.kill()
-    raise AssertionError("the helper never started")
+@pytest.fixture
+def parent_and_helper():
+    """A parent running the sleeper through run_helper, and the sleeper; whatever a failing
+    test leaves of them is stopped afterwards."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], preexec_fn=ctrl_c_as_in_a_terminal)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = psutil.Process(parent.pid).children(recursive=True)
+            if children:
+                yield parent, children[0]
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the helper never started")
+    finally:
+        stop_process_tree(parent.pid, grace_s=1)
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == SLEEPER:
+                proc.kill()
 
 
 def gone(process, within_s=10):
-    try:
-        process.wait(timeout=within_s)
-    except psutil.TimeoutExpired:
-        return False
-    return True
+    """Whether `process` ends within `within_s`: exited, or a zombie (dead, its exit status
+    not yet collected by whichever process adopted it)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
-def test_the_helper_dies_when_its_parent_is_killed_outright():
-    parent, helper = start_parent_and_find_its_helper()
+def test_the_helper_dies_when_its_parent_is_killed_outright(parent_and_helper):
+    parent, helper = parent_and_helper
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert gone(helper), "the helper outlived a kill -9 of its parent"
 
 
-def test_ctrl_c_in_the_parent_stops_the_helper():
-    parent, helper = start_parent_and_find_its_helper()
+def test_ctrl_c_in_the_parent_stops_the_helper(parent_and_helper):
+    parent, helper = parent_and_helper
     parent.send_signal(signal.SIGINT)  # the helper is in its own session: only pytest gets it
     assert parent.wait(timeout=30) == 130
     assert gone(helper, within_s=1), "the helper outlived its parent's Ctrl-C"

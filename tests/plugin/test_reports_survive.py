@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from conftest import ctrl_c_as_in_a_terminal
 from pytest_ascend.report_guard import EXIT_REPORT_NOT_WRITTEN
 from pytest_ascend.reports.results_log import read_results_log
 
@@ -39,7 +40,8 @@ REPORTS = ("--benchmark-json=bench.json", "--json-report", "--json-report-file=r
 def run(pytester, *args, env=None):
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                           cwd=pytester.path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})},
+                          preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def test_ctrl_c_inside_a_benchmark_keeps_every_report(pytester):

@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 
-from conftest import SGLANG_PYTHON
-from pytest_ascend.processes import free_port
+from conftest import SGLANG_PYTHON, ctrl_c_as_in_a_terminal
+from pytest_ascend.processes import free_port, stop_process_tree
 from pytest_ascend.serving.sglang_client import SGLangClient
 from pytest_ascend.serving.sglang_server import ServerError, ServerProcess
 
@@ -133,26 +133,33 @@ def test_ctrl_c_mid_session_leaves_no_server_behind(pytester):
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--sglang-launch",
          "--sglang-python", SGLANG_PYTHON, str(pytester.path)],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ},
+        env={**os.environ}, preexec_fn=ctrl_c_as_in_a_terminal,
     )
-    port, seen, deadline = None, [], time.monotonic() + 300
-    for line in proc.stdout:
-        seen.append(line)
-        found = re.search(r"--port (\d+)", line)
-        port = port or (found and found.group(1))
-        if "TEST-RUNNING" in line or time.monotonic() > deadline:
-            break
-    assert port and "TEST-RUNNING" in seen[-1], "".join(seen[-30:])
-    server_procs = [p for p in psutil.process_iter(["cmdline"])
-                    if f"--port {port}" in " ".join(p.info["cmdline"] or [])]
-    assert server_procs, "no server process found while the test ran"
-    trees = [q for p in server_procs for q in tree_of(p.pid)]
-    proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=120)[0]
-    assert "KeyboardInterrupt" in output or "Interrupted" in output
-    gone, alive = psutil.wait_procs(trees, timeout=30)
-    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], \
-        f"left behind: {[p.pid for p in alive]}"
+    trees = []
+    try:
+        port, seen, deadline = None, [], time.monotonic() + 300
+        for line in proc.stdout:
+            seen.append(line)
+            found = re.search(r"--port (\d+)", line)
+            port = port or (found and found.group(1))
+            if "TEST-RUNNING" in line or time.monotonic() > deadline:
+                break
+        assert port and "TEST-RUNNING" in seen[-1], "".join(seen[-30:])
+        server_procs = [p for p in psutil.process_iter(["cmdline"])
+                        if f"--port {port}" in " ".join(p.info["cmdline"] or [])]
+        assert server_procs, "no server process found while the test ran"
+        trees = [q for p in server_procs for q in tree_of(p.pid)]
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0]
+        assert "KeyboardInterrupt" in output or "Interrupted" in output
+        gone, alive = psutil.wait_procs(trees, timeout=30)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], \
+            f"left behind: {[p.pid for p in alive]}"
+    finally:  # a failed check must not leave the inner session and its server running
+        stop_process_tree(proc.pid, grace_s=5)
+        for leftover in trees:
+            if leftover.is_running():
+                leftover.kill()
 
 
 def test_a_server_that_cannot_start_fails_its_tests_in_one_line(pytester):
