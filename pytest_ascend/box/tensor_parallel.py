@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pytest_ascend.model.arithmetic import kv_bytes_per_card
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 # A short answer and a long one: enough steps for TPOT, and two chances to diverge.
@@ -38,33 +37,6 @@ def seed_chat_prompts(tokenizer: Any, keys: Sequence[str]) -> list[str]:
     """The seed prompts `keys` in the model's chat template: what both sides of the
     single-card comparison generate from."""
     return [chat_prompt(tokenizer, SEED_PROMPTS[key]) for key in keys]
-
-
-def shard_bytes(model: Any) -> int:
-    """Weight bytes one decode step reads on this rank: the local shard of each split
-    weight (the vocabulary projection is split too), the whole of each replicated one (the
-    norms), the input embedding table excepted (a decode step reads one row of it), as
-    roofline.model_cost counts a whole model."""
-    embedding = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
-    total = 0
-    for param in model.parameters():
-        if param is embedding and param is not head:
-            continue
-        local = param.to_local() if hasattr(param, "to_local") else param
-        total += local.numel() * local.element_size()
-    return total
-
-
-def decode_roofline(weight_bytes: int, kv_bytes_per_token: int, runs: Sequence[Any],
-                    bandwidth_bytes_per_s: float) -> list[float]:
-    """Each run's bytes-bound decode time on this card over its measured decode time."""
-    fractions = []
-    for run in runs:
-        read = sum(weight_bytes + kv_bytes_per_token * run.batch_size * (run.context_tokens + step)
-                   for step in range(1, len(run.itl_ms) + 1))
-        fractions.append(read / bandwidth_bytes_per_s / (run.decode_ms / 1e3))
-    return fractions
 
 
 def _arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -128,7 +100,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch.distributed as dist
 
     from pytest_ascend.measure.generation import measure_generation
-    from pytest_ascend.measure.roofline import measure_device_limits
+    from pytest_ascend.measure.roofline import (
+        measure_device_limits,
+        model_cost,
+        roofline_metrics,
+    )
     from pytest_ascend.model.greedy import greedy_generate
     from pytest_ascend.platforms import choose_platform
 
@@ -149,15 +125,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         limits = measure_device_limits(card, args.dtype)
         result = measure_generation(model, tokenizer, prompts, max_new_tokens=new_tokens,
                                     device=card, repetitions=args.passes)
-        element = torch.empty(0, dtype=getattr(torch, args.dtype)).element_size()
-        weight_bytes = shard_bytes(model)
-        fractions = decode_roofline(weight_bytes,
-                                    kv_bytes_per_card(model.config, element, ranks),
-                                    result.runs, limits.bandwidth_bytes_per_s)
+        share = model_cost(model, tp_size=ranks)  # this card's weights and KV heads
         mine = {"rank": rank, "card": card.name, "index": card.index,
-                "weight_bytes": weight_bytes,
+                "weight_bytes": share.weight_bytes_per_step,
                 "bandwidth_gb_s": limits.bandwidth_bytes_per_s / 1e9,
-                "roofline_fraction": sorted(fractions)[len(fractions) // 2]}
+                "roofline_fraction": roofline_metrics(share, limits,
+                                                      result.runs)["roofline_fraction"]}
         cards: list = [None] * ranks
         dist.all_gather_object(cards, mine)
         if rank == 0:

@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 
 from pytest_ascend.measure.stats import median
-from pytest_ascend.model.arithmetic import attention_heads, head_dim, kv_bytes_per_token
+from pytest_ascend.model.arithmetic import attention_heads, head_dim, kv_bytes_per_card
 from pytest_ascend.model.hf_compat import TORCH_DTYPES
 from pytest_ascend.platforms.base import DatasheetPeak
 
@@ -156,7 +156,7 @@ class ModelCost:
     """What one forward of a decoder-only model reads and computes, from its modules."""
 
     weight_bytes_per_step: int  # every weight a decode step reads (not the embedding table)
-    kv_bytes_per_token: int  # K and V of one position, all layers, one sequence
+    kv_bytes_per_token: int  # K and V of one position, all layers, one sequence (this card's)
     linear_params: int  # weights of all matmul layers, the vocabulary projection included
     vocab_params: int  # the vocabulary projection's weights alone
     attention_width: int  # layers * attention heads * head dim
@@ -176,26 +176,34 @@ class ModelCost:
         return float(projections + vocabulary + attention)
 
 
-def model_cost(model: Any) -> ModelCost:
-    """Read the cost figures off a loaded transformers causal LM."""
+def model_cost(model: Any, tp_size: int = 1) -> ModelCost:
+    """Read the cost figures off a loaded transformers causal LM: of the whole model, or of
+    one rank's share of a model split `tp_size` ways (the local shard of each split weight,
+    the whole of each replicated one, its share of the KV heads)."""
     config = model.config
-    params = list(model.parameters())
+    params = [_local(p) for p in model.parameters()]
     element = params[0].element_size()
-    embedding = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
+    embedding = _local(model.get_input_embeddings().weight)
+    head = _local(model.get_output_embeddings().weight)
     tied = embedding.data_ptr() == head.data_ptr()
     total_bytes = sum(p.numel() * p.element_size() for p in params)
     untied_embedding = 0 if tied else embedding.numel() * embedding.element_size()
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear = sum(_local(m.weight).numel() for m in model.modules()
+                 if isinstance(m, torch.nn.Linear))
     if not isinstance(model.get_output_embeddings(), torch.nn.Linear):
         linear += head.numel()
     return ModelCost(
         weight_bytes_per_step=total_bytes - untied_embedding,
-        kv_bytes_per_token=kv_bytes_per_token(config, element),
+        kv_bytes_per_token=kv_bytes_per_card(config, element, tp_size),
         linear_params=linear,
         vocab_params=head.numel(),
         attention_width=config.num_hidden_layers * attention_heads(config) * head_dim(config),
     )
+
+
+def _local(tensor: Any) -> Any:
+    """This rank's part of a tensor split across ranks (a DTensor), or the tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 def decode_roofline_fraction(cost: ModelCost, limits: DeviceLimits, run: Any) -> float:

@@ -13,7 +13,7 @@ import torch
 from pytest_ascend.box.launch import rank_count, rank_environment, torchrun_argv
 from pytest_ascend.box.tensor_parallel import DEFAULT_PROMPT_KEYS, logits_path, seed_chat_prompts
 from pytest_ascend.measure.generation import measure_generation
-from pytest_ascend.measure.roofline import model_cost, roofline_metrics
+from pytest_ascend.measure.roofline import roofline_metrics
 from pytest_ascend.model.arithmetic import attention_heads, kv_heads
 from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
 from pytest_ascend.model.greedy import greedy_generate
@@ -74,7 +74,7 @@ def prompts(tokenizer):
 
 
 def test_tensor_parallel_decode(benchmark, tensor_parallel_job, model, tokenizer, prompts,
-                                npu_device, device_limits, ascend_progress):
+                                npu_device, device_limits, decoder_cost, ascend_progress):
     """TPOT split across the cards, and on one card, each with its roofline fraction:
     reported, not compared (a split model pays an all-reduce per layer, which a small model
     on a host platform never earns back)."""
@@ -82,7 +82,7 @@ def test_tensor_parallel_decode(benchmark, tensor_parallel_job, model, tokenizer
     single = measure_generation(model, tokenizer, prompts, max_new_tokens=NEW_TOKENS,
                                 device=npu_device)
     single_metrics = {**single.summary().metrics(),
-                      **roofline_metrics(model_cost(model), device_limits, single.runs)}
+                      **roofline_metrics(decoder_cost, device_limits, single.runs)}
     split, cards = report["metrics"], report["cards"]
     fractions = [card["roofline_fraction"] for card in cards]
     benchmark.extra_info.update(
