@@ -4,6 +4,10 @@
 machine_info key) and can gate a nightly job on regressions. Exit codes: 0 fine, 1 a
 regression with --fail-on-regression (and nothing else: a nightly job reads 1 as "the new
 stack is slower"), 2 bad usage or nothing to compare, 3 an internal error of this tool.
+
+`pytest-ascend golden record --out DIR` writes the golden outputs a later run compares
+with (`pytest -m npu --ascend-golden=DIR`). Exit codes: 0 written, 2 bad usage (a golden
+already there without --force, a model that cannot load), 3 an internal error.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pytest_ascend.errors import one_line
+from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.history import gate as hist
 from pytest_ascend.history.runs import HistoryError, load_runs
 
 FORMATS = ("table", "json", "markdown")
+DTYPE_CHOICES = tuple(DTYPE_BYTES)
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
@@ -75,21 +81,70 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a self-contained HTML page (tables and plot)")
     history.add_argument("--format", choices=FORMATS, default="table",
                          help="what to print (default: table)")
+    golden = commands.add_parser(
+        "golden", help="record golden outputs to compare later runs with",
+        description="Golden outputs: greedy tokens, top-k log-probabilities and perplexity "
+        "of a model, recorded once on a trusted machine (float32 on a CPU works) and compared "
+        "with every later run by `pytest -m npu --ascend-golden=DIR`.")
+    golden_commands = golden.add_subparsers(dest="golden_command", metavar="ACTION")
+    record = golden_commands.add_parser(
+        "record", help="record a golden into --out DIR",
+        description="Load the model on the device, decode the seed workloads and a "
+        "long-context prompt greedily, and write golden.json (readable) and "
+        "golden.safetensors (the log-probabilities) into DIR.")
+    record.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="directory to write the golden into")
+    record.add_argument("--model", default="tiny", metavar="PATH|tiny",
+                        help="checkpoint directory, or tiny for the built-in model (default)")
+    record.add_argument("--device", default="auto", metavar="KIND",
+                        help="platform kind (cpu, cuda, npu) or auto (default)")
+    record.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES,
+                        help="dtype to record in (default float32: the reference every "
+                        "lower-precision run is held to)")
+    record.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="cache for the built-in model and weight checksums (default: "
+                        "as --ascend-cache)")
+    record.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the checkpoint's own modelling code")
+    record.add_argument("--force", action="store_true",
+                        help="replace a golden already in --out")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "history":
+    command = {"history": run_history,
+               "golden": run_golden if getattr(args, "golden_command", None) else None
+               }.get(args.command)
+    if command is None:
         parser.print_help()
         return EXIT_OK
     try:
-        return run_history(args)
+        return command(args)
     except Exception as exc:  # a bug here must never read as a regression (exit 1)
-        print(f"pytest-ascend history: internal error: {one_line(exc)} (please report it with "
-              f"the command and its input files)", file=sys.stderr)
+        print(f"pytest-ascend {args.command}: internal error: {one_line(exc)} (please report "
+              f"it with the command and its input files)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def run_golden(args: argparse.Namespace) -> int:
+    from pytest_ascend.numerics.recording import RecordingError, record_golden_dir
+
+    def say(message: str) -> None:
+        print(f"pytest-ascend golden: {message}", file=sys.stderr, flush=True)
+
+    try:
+        golden = record_golden_dir(
+            args.model, args.out, device=args.device, dtype=args.dtype, cache_dir=args.cache,
+            trust_remote_code=args.trust_remote_code, force=args.force, progress=say)
+    except RecordingError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    positions = sum(len(p.tokens) for p in golden.prompts)
+    print(f"wrote {golden.describe()} into {args.out}: {len(golden.prompts)} prompts, "
+          f"{positions} positions, perplexity {golden.perplexity['perplexity']:.6g}")
+    return EXIT_OK
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -90,6 +90,16 @@ def draft_model(ascend_plan: Any, model_under_test: Any, pytestconfig: pytest.Co
 
 
 @pytest.fixture(scope="session")
+def ascend_golden(ascend_plan: Any) -> Any:
+    """The golden outputs the run is compared with (numerics.golden.Golden), checked at
+    session start against the model under test."""
+    if ascend_plan.golden is None:
+        pytest.skip("no golden to compare with: pass --ascend-golden=DIR (record one on a "
+                    "trusted machine with `pytest-ascend golden record --out DIR`)")
+    return ascend_plan.golden
+
+
+@pytest.fixture(scope="session")
 def ascend_env(npu_device: Any, pytestconfig: pytest.Config) -> dict:
     """Versions and hardware facts of this run; every key present, None when unknown."""
     return stash.environment(pytestconfig, npu_device)

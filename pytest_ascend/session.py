@@ -28,6 +28,8 @@ class SessionPlan:
     # Why the model cannot load onto one card, when only a split across the selected
     # cards holds it (the single-card tests skip with it); None when it fits.
     single_card_problem: Optional[str] = None
+    golden: Optional[Any] = None  # numerics.golden.Golden of --ascend-golden, checked
+
 
     @property
     def device(self) -> Any:
@@ -71,7 +73,7 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, cards, dtype, dtype_source)
-    return replace(plan, single_card_problem=_check_models(plan))
+    return replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings))
 
 
 def _open_cards(settings: AscendSettings) -> tuple:
@@ -112,6 +114,25 @@ def _check_models(plan: SessionPlan) -> Optional[str]:
     except ModelSpecError as exc:
         raise SessionSetupError(str(exc)) from exc
     return None
+
+
+def _check_golden(settings: AscendSettings) -> Optional[Any]:
+    """The --ascend-golden golden, read whole and checked against the session's model: a
+    damaged golden, or one of another model, stops the session in one line."""
+    if settings.golden is None:
+        return None
+    from pytest_ascend.model.loading import ModelSpecError, resolve_model_dir
+    from pytest_ascend.numerics.fingerprint import model_fingerprint
+    from pytest_ascend.numerics.golden import GoldenError, check_model, read_golden
+
+    try:
+        golden = read_golden(settings.golden)
+        model_dir = resolve_model_dir(settings.model, settings.cache)
+        check_model(golden, model_fingerprint(model_dir, settings.cache),
+                    f"--ascend-model {settings.model}")
+    except (GoldenError, ModelSpecError) as exc:
+        raise SessionSetupError(f"--ascend-golden={settings.golden}: {exc}") from exc
+    return golden
 
 
 def skip_reason(

@@ -85,6 +85,16 @@ class OptionSpec:
         return f"{self.help} (default: {shown})" if shown else self.help
 
 
+def _positive_factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError("not a positive factor (2 doubles every bound)")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -251,6 +261,23 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_path=True,
     ),
     OptionSpec(
+        "golden",
+        "--ascend-golden",
+        "compare the run with the golden outputs in DIR (greedy tokens, top-k logprobs, "
+        "perplexity), recorded by `pytest-ascend golden record --out DIR` from the same model",
+        metavar="DIR",
+        is_path=True,
+    ),
+    OptionSpec(
+        "golden_slack",
+        "--ascend-golden-slack",
+        "multiply the golden comparison's dtype-derived bounds by FACTOR (docs/metrics.md), "
+        "for a model whose rounding was measured to need it",
+        default="1",
+        metavar="FACTOR",
+        parse=_positive_factor,
+    ),
+    OptionSpec(
         "results_log",
         "--ascend-results-log",
         "append one JSON line per finished test (outcome, duration, metrics) to PATH, flushed "
@@ -277,6 +304,8 @@ class AscendSettings:
     cache: Path
     results_log: Optional[Path]
     report_dir: Optional[Path]
+    golden: Optional[Path]
+    golden_slack: float
     expect_spec_speedup: bool
     assert_perf: bool
     watchdog: float
@@ -348,6 +377,7 @@ def resolve_settings(
                 f"it, or start the server yourself and pass --sglang-url"
             )
     cache, results_log, report_dir = values["cache"], values["results_log"], values["report_dir"]
+    golden = values["golden"]
     return AscendSettings(
         device=str(values["device"]),
         devices=values["devices"],  # type: ignore[arg-type]
@@ -360,6 +390,8 @@ def resolve_settings(
         cache=Path(str(cache)).expanduser() if cache else default_cache_dir(),
         results_log=Path(str(results_log)).expanduser() if results_log else None,
         report_dir=Path(str(report_dir)).expanduser() if report_dir else None,
+        golden=Path(str(golden)).expanduser() if golden else None,
+        golden_slack=float(values["golden_slack"]),  # type: ignore[arg-type]
         expect_spec_speedup=bool(values["expect_spec_speedup"]),
         assert_perf=bool(values["assert_perf"]),
         watchdog=float(values["watchdog"]),  # type: ignore[arg-type]

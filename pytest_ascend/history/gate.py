@@ -20,6 +20,12 @@ Smoke runs (the built-in tiny model) are reported, never gated: their TTFT is a 
 milliseconds, and back-to-back runs on a shared CPU move it by up to 40-66% in blocks of
 runs (the machine's state drifts) while each run's rounds agree within a few percent, so
 no rule short of ignoring changes below ~70% could tell drift from a regression there.
+
+Numerics (perplexity, KL to a golden, token agreement) are another kind of figure: on one
+stack they repeat to the last digit, so a change means the stack computes differently.
+They are gated on one run per group, in smoke runs too (a wrong kernel is as wrong on the
+tiny model), by a fixed allowance per metric (DETERMINISTIC_METRICS), widened only if the
+runs of a group do disagree among themselves.
 """
 
 from __future__ import annotations
@@ -33,11 +39,32 @@ from pytest_ascend.history.runs import CONTEXT_KEYS, HistoryError, Run, finite_n
 from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
-DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction")
+DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction",
+                   "perplexity", "golden_kl_mean", "token_agreement")
 _HIGHER_IS_BETTER = re.compile(
     r"(_per_s|_fraction|_gb_s|_tflops|speedup|scaling_vs_batch1|hit_rate|acceptance_rate|"
-    r"tokens_saved|mean_accepted_length)$"
+    r"tokens_saved|mean_accepted_length|agreement)$"
 )
+
+
+@dataclass(frozen=True)
+class DeterministicRule:
+    """How far a deterministic metric may move between groups: the larger of a fraction of
+    the baseline and an absolute amount (an absolute one where the baseline can be 0)."""
+
+    relative: float
+    absolute: float
+
+    def allowed(self, baseline: float) -> float:
+        return max(self.relative * abs(baseline), self.absolute)
+
+
+# docs/history.md gives the reasons for each allowance.
+DETERMINISTIC_METRICS = {
+    "perplexity": DeterministicRule(relative=0.01, absolute=0.0),
+    "golden_kl_mean": DeterministicRule(relative=1.0, absolute=1e-6),
+    "token_agreement": DeterministicRule(relative=0.0, absolute=0.03),
+}
 
 
 def higher_is_better(metric: str) -> bool:
@@ -91,6 +118,8 @@ class Comparison:
     threshold: float
     higher_is_better: bool
     not_gated_because: Optional[str] = None  # why the change is only reported
+    values: tuple[float, float] = (math.nan, math.nan)  # medians: baseline, group
+    allowed: Optional[float] = None  # absolute allowance of a deterministic metric
 
     @property
     def gated(self) -> bool:
@@ -116,9 +145,20 @@ class Comparison:
     def verdict(self) -> str:
         if not self.gated:
             return "not gated"
-        if self.cost_change <= self.threshold:
+        if self.allowed is not None:
+            moved = abs(self.values[1] - self.values[0]) > self.allowed
+        else:
+            moved = self.cost_change > self.threshold
+        if not moved:
             return "same"
         return "regression" if self.worse else "improvement"
+
+    def reason(self) -> str:
+        """Why the verdict is what it is, in a few words."""
+        if self.allowed is not None:
+            return (f"moved {self.values[1] - self.values[0]:+.3g}, allowed "
+                    f"{self.allowed:.3g}")
+        return f"{self.cost_change:.1%} in cost, threshold {self.threshold:.1%}"
 
 
 @dataclass
@@ -250,11 +290,21 @@ TOO_FEW_NOT_GATED = "too few rounds and runs to know its noise"
 
 def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, then: GroupStats,
              min_change: float, noise_factor: float, smoke: bool) -> Comparison:
-    change = (now.median - then.median) / abs(then.median) if then.median else 0.0
+    if then.median:
+        change = (now.median - then.median) / abs(then.median)
+    else:
+        change = 0.0 if now.median == then.median else math.copysign(math.inf, now.median)
     noise = (now.noise + then.noise) / 2
+    rule = DETERMINISTIC_METRICS.get(metric)
+    if rule is not None:
+        allowed = max(rule.allowed(then.median), noise_factor * noise * abs(then.median))
+        return Comparison(name, metric, group, base, change, allowed / abs(then.median)
+                          if then.median else math.inf, higher_is_better(metric),
+                          values=(then.median, now.median), allowed=allowed)
     if smoke:
         why: Optional[str] = SMOKE_NOT_GATED
     else:
         why = None if now.gated and then.gated else TOO_FEW_NOT_GATED
     return Comparison(name, metric, group, base, change, max(min_change, noise_factor * noise),
-                      higher_is_better(metric), not_gated_because=why)
+                      higher_is_better(metric), not_gated_because=why,
+                      values=(then.median, now.median))

@@ -31,8 +31,7 @@ def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Compari
         if comparison.verdict == "not gated":
             text += f" (not gated: {comparison.not_gated_because})"
         elif comparison.verdict != "same":
-            text += (f" {comparison.verdict.upper()} ({comparison.cost_change:.0%} in cost "
-                     f"> {comparison.threshold:.0%})")
+            text += f" {comparison.verdict.upper()} ({comparison.reason()})"
     return text
 
 
@@ -113,9 +112,9 @@ def history_dict(history: History) -> dict[str, Any]:
                 ],
                 "comparisons": [
                     {"benchmark": c.benchmark, "metric": c.metric, "group": c.group,
-                     "baseline": c.baseline, "change": c.change,
-                     "cost_change": c.cost_change if math.isfinite(c.cost_change) else None,
-                     "threshold": c.threshold,
+                     "baseline": c.baseline, "change": _finite(c.change),
+                     "cost_change": _finite(c.cost_change),
+                     "threshold": _finite(c.threshold), "allowed": c.allowed,
                      "higher_is_better": c.higher_is_better, "verdict": c.verdict,
                      "not_gated_because": c.not_gated_because}
                     for c in ctx.comparisons
@@ -128,10 +127,15 @@ def history_dict(history: History) -> dict[str, Any]:
     }
 
 
+def _finite(value: float) -> Optional[float]:
+    """JSON has no infinity (a change from a baseline of 0)."""
+    return value if math.isfinite(value) else None
+
+
 def _summary_lines(history: History) -> list[str]:
     lines = [f"{len(history.regressions)} regression(s)"]
     lines += [f"REGRESSION {c.benchmark} {c.metric}: {c.change:+.1%} in {c.group} vs "
-              f"{c.baseline} ({c.cost_change:.1%} in cost, threshold {c.threshold:.1%})"
+              f"{c.baseline} ({c.reason()})"
               for c in history.regressions]
     if len(history.contexts) > 1:
         lines.append(f"{len(history.contexts)} contexts (device / model / dtype / smoke) are "

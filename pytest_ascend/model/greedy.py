@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
@@ -93,7 +93,8 @@ def _until_eos(tokens: list[int], eos: Any) -> list[int]:
 
 
 def greedy_continue(
-    model: Any, cache: Any, last_logits: torch.Tensor, steps: int, device: Any = None
+    model: Any, cache: Any, last_logits: torch.Tensor, steps: int, device: Any = None,
+    forced: Optional[Sequence[int]] = None,
 ) -> GreedyOutput:
     """Greedy-decode `steps` tokens for one sequence from a KV cache that already holds its
     prompt, given the logits of the prompt's last position ([1, vocab] or [vocab]).
@@ -101,12 +102,19 @@ def greedy_continue(
     Used where the cache came from somewhere other than `generate` (a prefix cache, a
     prefill handed over to a decode path), to check it decodes as `generate` would. With a
     `device` (DeviceUnderTest), each decode step (forward + argmax) is timed on it.
+
+    With `forced` tokens, step i feeds `forced[i]` instead of the model's own choice
+    (teacher forcing through the same decode path): the returned tokens are still the
+    model's argmax at each step, each taken in the context `forced` gives, so a comparison
+    with a recorded generation sees every position, not only those before a first
+    divergence. Until the argmax first differs from `forced`, the run is the free one.
     """
     from pytest_ascend.model.hf_compat import forward_kwargs, output_cache
 
     timer = device.timer if device is not None else _untimed
     logits = last_logits.reshape(1, -1)
     token = logits.argmax(dim=-1, keepdim=True)
+    feed_forced = None if forced is None else torch.tensor([list(forced)], device=token.device)
     out_tokens, kept, step_ms = [], [], []
     with torch.inference_mode():
         for step in range(steps):
@@ -114,8 +122,9 @@ def greedy_continue(
             kept.append(logits[0].float().cpu())
             if step + 1 == steps:
                 break
+            feed = token if feed_forced is None else feed_forced[:, step:step + 1]
             with timer() as timing:
-                out = model(input_ids=token, **forward_kwargs(model, cache))
+                out = model(input_ids=feed, **forward_kwargs(model, cache))
                 cache = output_cache(out)
                 logits = out.logits[:, -1, :]
                 token = logits.argmax(dim=-1, keepdim=True)
