@@ -52,9 +52,10 @@ def text_perplexity(model: Any, tokenizer: Any, text: str | None = None, *,
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     limit = getattr(model.config, "max_position_embeddings", window) or window
     window = min(window, limit)
-    nll, scored = sliding_nll(model, ids, window=window, stride=min(stride, window))
+    stride = min(stride, window // 2)
+    nll, scored = sliding_nll(model, ids, window=window, stride=stride)
     mean = nll / scored
-    return Perplexity(math.exp(mean), mean, scored, window, min(stride, window),
+    return Perplexity(math.exp(mean), mean, scored, window, stride,
                       hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -63,8 +64,8 @@ def sliding_nll(model: Any, ids: Sequence[int], *, window: int, stride: int
     """Summed negative log-likelihood of ids[1:] and how many tokens it covers."""
     if len(ids) < 2:
         raise ValueError("the text is shorter than two tokens: nothing to score")
-    if not 0 < stride <= window:
-        raise ValueError(f"stride {stride} must be in (0, window {window}]")
+    if not 0 < stride < window:  # each scored token needs a token of context in its window
+        raise ValueError(f"stride {stride} must be in (0, window {window})")
     total, scored, done = 0.0, 0, 1  # token 0 has no context: scoring starts at 1
     begin = 0
     while done < len(ids):

@@ -178,10 +178,17 @@ def test_smoke_runs_are_reported_never_gated(real_runs, tmp_path, capsys):
     comparisons = report["contexts"][0]["comparisons"]
     assert {c["verdict"] for c in comparisons} == {"not gated"}
     assert all(c["not_gated_because"].startswith("smoke run") for c in comparisons)
-    tpot = [c for c in comparisons if c["benchmark"] == SHORT_QA and c["metric"] == "tpot_ms"]
-    assert tpot[0]["change"] > 0.2  # the change is still measured and shown
     _, table, _ = history(capsys, "--storage", tmp_path)
     assert "not gated: smoke run" in table
+    # The change is still measured and shown: on copies of one run (the four real ones
+    # drift by up to 1.5x on a busy machine), exactly the planted +50%.
+    planted = tmp_path / "planted"
+    for cann, factor in (("8.0.RC2", 1.0), ("8.0.RC2", 1.0), ("8.1.RC1", 1.5), ("8.1.RC1", 1.5)):
+        relabel(real_runs[0], planted, cann, smoke=True, tpot_ms=factor)
+    _, _, report = regressions(capsys, planted)
+    tpot = [c for c in report["contexts"][0]["comparisons"]
+            if c["benchmark"] == SHORT_QA and c["metric"] == "tpot_ms"]
+    assert tpot[0]["verdict"] == "not gated" and tpot[0]["change"] == pytest.approx(0.5)
 
 
 def test_direction_matters_for_throughput(real_runs, tmp_path, capsys):
