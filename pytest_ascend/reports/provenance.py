@@ -30,6 +30,9 @@ def header_lines(plan: Any) -> list[str]:
             ("transformers", package_version("transformers")),
         )
     )
+    golden = [] if plan.golden is None else [
+        f"pytest-ascend: numerics compared with the {plan.golden.describe()} "
+        f"({plan.golden.directory}), bounds x{settings.golden_slack:g}"]
     return [
         f"pytest-ascend: device {device.torch_device} ({device.name}) | "
         f"dtype {plan.dtype} ({plan.dtype_source}) | model {model} | draft {draft}",
@@ -37,6 +40,7 @@ def header_lines(plan: Any) -> list[str]:
         f"pytest-ascend: {len(plan.cards)} card{'s' if len(plan.cards) != 1 else ''} "
         f"(--ascend-devices {settings.devices.text}): "
         + "; ".join(_card_text(card) for card in plan.card_facts),
+        *golden,
     ]
 
 

@@ -286,7 +286,7 @@ def compared_run(recorded_by_command, shared_cache, tmp_path_factory):
     JSON and its metrics in the results log."""
     out = tmp_path_factory.mktemp("compared")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "npu",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "npu",
          str(NUMERICS_SUITE), f"--ascend-golden={recorded_by_command}",
          f"--ascend-cache={shared_cache}", f"--benchmark-json={out / 'bench.json'}",
          f"--ascend-results-log={out / 'results.jsonl'}"],
@@ -298,6 +298,7 @@ def compared_run(recorded_by_command, shared_cache, tmp_path_factory):
 def test_the_suite_compares_with_the_golden_and_records_the_figures(compared_run):
     out, stdout = compared_run
     assert "2 passed" in stdout
+    assert "pytest-ascend: numerics compared with the golden of tiny in float32" in stdout
     assert "golden (float32) vs this run (float32): agreement 1.0000" in stdout
     bench = json.loads((out / "bench.json").read_text())
     extra = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
