@@ -27,6 +27,9 @@ from pytest_ascend.model.tiny import (
 )
 from pytest_ascend.platforms import platform_names
 from pytest_ascend.platforms.selection import CardSelection, parse_card_selection
+from pytest_ascend.serving.goodput import DEFAULT_SLO, Slo
+from pytest_ascend.serving.load import ARRIVALS
+from pytest_ascend.serving.workloads import Lengths
 
 DTYPE_CHOICES = tuple(DTYPE_BYTES)
 NO_DRAFT = "none"
@@ -92,6 +95,26 @@ def _positive_factor(text: str) -> float:
         value = float("nan")
     if not value > 0:
         raise ValueError("not a positive factor (2 doubles every bound)")
+    return value
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        rates = ()
+    if not rates or not all(rate > 0 for rate in rates):
+        raise ValueError("not a comma-separated list of positive request rates (e.g. 1,2,4,8)")
+    return tuple(sorted(set(rates)))
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("not a positive whole number")
     return value
 
 
@@ -253,6 +276,56 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_seconds=True,
     ),
     OptionSpec(
+        "sglang_slo",
+        "--sglang-slo",
+        "latency targets of the serving sweep, per request, in ms (keys ttft_ms, tpot_ms, "
+        "e2e_ms); goodput counts the requests meeting all, saturation is the highest rate "
+        "whose P99s meet them (default: MLPerf Llama-2-70B Server's)",
+        default=DEFAULT_SLO,
+        metavar="KEY=MS,...",
+        parse=Slo.parse,
+    ),
+    OptionSpec(
+        "sglang_rates",
+        "--sglang-rates",
+        "request rates (req/s) the serving sweep offers in turn, until the server saturates",
+        default_text="1,2,4,8,16,32,64; 4,8,16 on the built-in tiny model",
+        metavar="R1,R2,...",
+        parse=_rates,
+    ),
+    OptionSpec(
+        "sglang_requests",
+        "--sglang-requests",
+        "requests the serving sweep sends at each rate",
+        default_text="100; 24 on the built-in tiny model",
+        metavar="N",
+        parse=_count,
+    ),
+    OptionSpec(
+        "sglang_lengths",
+        "--sglang-lengths",
+        "input and output tokens of the sweep's random requests, INPUT:OUTPUT[:RANGE_RATIO] "
+        "(lengths drawn from [ratio x length, length], as bench_serving's random dataset)",
+        default="256:64",
+        metavar="IN:OUT[:R]",
+        parse=Lengths.parse,
+    ),
+    OptionSpec(
+        "sglang_arrival",
+        "--sglang-arrival",
+        "inter-arrival times of the sweep's requests: poisson, constant, or burst (all at once)",
+        default="poisson",
+        choices=ARRIVALS,
+    ),
+    OptionSpec(
+        "sglang_max_concurrency",
+        "--sglang-max-concurrency",
+        "cap on requests in flight during the sweep (a request waits for a slot)",
+        default_text="no cap",
+        metavar="N",
+        parse=_count,
+    ),
+    OptionSpec(
         "report_dir",
         "--ascend-report-dir",
         "directory for the box run's figures: the card table and link matrix as JSON, the "
@@ -315,6 +388,12 @@ class AscendSettings:
     sglang_args: tuple[str, ...]
     sglang_python: Optional[str]
     sglang_timeout: float
+    sglang_slo: Slo
+    sglang_rates: Optional[tuple]
+    sglang_requests: Optional[int]
+    sglang_lengths: Lengths
+    sglang_arrival: str
+    sglang_max_concurrency: Optional[int]
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -401,6 +480,12 @@ def resolve_settings(
         sglang_args=tuple(values["sglang_arg"]),  # type: ignore[arg-type]
         sglang_python=_optional_str(values["sglang_python"]),
         sglang_timeout=float(values["sglang_timeout"]),  # type: ignore[arg-type]
+        sglang_slo=values["sglang_slo"],  # type: ignore[arg-type]
+        sglang_rates=values["sglang_rates"],  # type: ignore[arg-type]
+        sglang_requests=values["sglang_requests"],  # type: ignore[arg-type]
+        sglang_lengths=values["sglang_lengths"],  # type: ignore[arg-type]
+        sglang_arrival=str(values["sglang_arrival"]),
+        sglang_max_concurrency=values["sglang_max_concurrency"],  # type: ignore[arg-type]
         sources=sources,
     )
 

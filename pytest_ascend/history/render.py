@@ -209,14 +209,35 @@ def write_html(history: History, path: Path) -> None:
         tables.append(f"<h2>{html.escape(ctx.label())}</h2><table><tr>{header}</tr>{body}"
                       f"</table>")
     summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(history))
+    figures = "".join(
+        f"<li>{html.escape(group)} {html.escape(_short(name))}: "
+        f"<a href='{html.escape(png)}'>{html.escape(png)}</a></li>"
+        for group, name, png in _run_figures(history))
+    if figures:
+        figures = f"<h2>Figures of the runs</h2><ul>{figures}</ul>"
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>pytest-ascend history</title>"
         "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style></head><body>"
         f"<h1>pytest-ascend history by {html.escape(history.group_by)}</h1>"
-        f"<ul>{summary}</ul>{''.join(tables)}{plot}</body></html>"
+        f"<ul>{summary}</ul>{''.join(tables)}{plot}{figures}</body></html>"
     )
     _write_new(path, page.encode())
+
+
+def _run_figures(history: History) -> list[tuple[str, str, str]]:
+    """(group, benchmark, PNG path) of each picture a run drew (a benchmark's
+    `extra_info["plot_png"]`: the serving sweep under --ascend-report-dir), newest run of
+    each group."""
+    found = []
+    for ctx in history.contexts:
+        for group in ctx.groups:
+            newest = ctx.runs[group][-1]
+            for bench in newest.benchmarks:
+                png = (bench.get("extra_info") or {}).get("plot_png")
+                if isinstance(png, str):
+                    found.append((group, bench.get("fullname") or bench.get("name"), png))
+    return found
 
 
 def _short(name: str) -> str:

@@ -23,11 +23,16 @@ SEED_PROMPTS: dict[str, str] = {
 
 def chat_prompt(tokenizer: Any, text: str) -> str:
     """`text` as a user turn in the model's chat template (ChatML for Qwen), ready to generate."""
+    return conversation_prompt(tokenizer, [{"role": "user", "content": text}])
+
+
+def conversation_prompt(tokenizer: Any, messages: list) -> str:
+    """A conversation (role/content messages) in the model's chat template, ready for the
+    assistant's next turn; the contents one per line for a tokenizer without a template."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-    return text
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=True)
+    return "\n".join(message["content"] for message in messages)
 
 
 def long_prompt_ids(tokenizer: Any, n_tokens: int) -> list[int]:

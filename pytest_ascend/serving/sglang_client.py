@@ -165,3 +165,12 @@ class SGLangClient:
                 if payload == "[DONE]":
                     return
                 yield time.perf_counter(), json.loads(payload)
+
+
+def load_sender(client: SGLangClient, timeout_s: float) -> Callable[[Any], Iterator]:
+    """The load generator's `send` for this server: native streaming `/generate` of a
+    LoadRequest, eos ignored (every request produces its full output length, as
+    bench_serving asks too), each read bounded by `timeout_s`."""
+    streaming = SGLangClient(client.base_url, timeout_s, client.gone)
+    return lambda request: streaming.generate_stream(request.prompt, request.max_new_tokens,
+                                                     ignore_eos=True)

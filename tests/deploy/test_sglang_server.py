@@ -2,16 +2,18 @@
 with the session's transformers model, prefix caching, speculative stats and load."""
 
 import math
-import threading
 import time
 
 import pytest
 
 from pytest_ascend.measure.interleave import bound_problem, round_ratios
-from pytest_ascend.measure.stats import Percentiles, median
+from pytest_ascend.measure.stats import median
 from pytest_ascend.model.compare import TIE_MARGIN
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
+from pytest_ascend.serving.load import LoadSpec, run_load
+from pytest_ascend.serving.sglang_client import load_sender
+from pytest_ascend.serving.workloads import seed_requests
 from pytest_ascend.stash import ascend_block
 
 pytestmark = pytest.mark.sglang
@@ -121,57 +123,27 @@ def test_speculative_decoding_is_lossless_with_its_accept_length(benchmark, sgla
 
 
 def test_concurrent_streaming_load(benchmark, sglang_server, tokenizer, ascend_progress):
-    """N streaming requests at once; metrics as SGLang's bench_serving defines them: TTFT to
-    the first chunk, ITL between chunks, TPOT = (E2E - TTFT) / (output tokens - 1)."""
-    concurrency, new_tokens = 8, 32
-    prompts = [tokenizer(chat_prompt(tokenizer, text))["input_ids"]
-               for text in SEED_PROMPTS.values()]
-    records, errors = [], []
-
-    def one(ids):
-        try:
-            start = time.perf_counter()
-            arrivals, meta = [], None
-            for arrived, chunk in sglang_server.generate_stream(ids, new_tokens, ignore_eos=True):
-                arrivals.append(arrived)
-                meta = chunk["meta_info"]
-            end = time.perf_counter()
-            tokens = meta["completion_tokens"]
-            records.append({
-                "ttft": (arrivals[0] - start) * 1e3, "e2e": (end - start) * 1e3,
-                "itl": [(b - a) * 1e3 for a, b in zip(arrivals, arrivals[1:])],
-                "tpot": ((end - arrivals[0]) * 1e3 / (tokens - 1)) if tokens > 1 else None,
-                "tokens": tokens,
-            })
-        except Exception as exc:  # reported below, with the others' results
-            errors.append(repr(exc))
-
-    def load():
-        threads = [threading.Thread(target=one, args=(prompts[i % len(prompts)],))
-                   for i in range(concurrency)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - started
-
-    seconds = benchmark.pedantic(load, rounds=1, iterations=1)
-    assert not errors, errors
-    ttft = Percentiles.of([r["ttft"] for r in records])
-    tpot = Percentiles.of([r["tpot"] for r in records if r["tpot"] is not None])
-    itl = Percentiles.of([gap for r in records for gap in r["itl"]])
-    e2e = Percentiles.of([r["e2e"] for r in records])
-    total_tokens = sum(r["tokens"] for r in records)
+    """The seed workloads' requests all at once, 8 in flight, streamed; metrics as SGLang's
+    bench_serving defines them (serving.load)."""
+    concurrency, count = 8, 8
+    requests = seed_requests(count, tokenizer)
+    spec = LoadSpec(math.inf, "burst", concurrency, time_limit_s=600, request_timeout_s=300)
+    run = benchmark.pedantic(run_load, args=(load_sender(sglang_server, 300), requests, spec),
+                             rounds=1, iterations=1)
+    summary = run.summary()
+    assert summary["completed"] == count, summary["errors"]
+    assert [r.output_tokens for r in run.results] == [r.max_new_tokens for r in requests]
     benchmark.extra_info.update(
-        concurrency=concurrency, completed=len(records), ttft_ms=ttft.p50, ttft_p99_ms=ttft.p99,
-        tpot_ms=tpot.p50, tpot_p99_ms=tpot.p99, itl_p95_ms=itl.p95, e2e_ms=e2e.p50,
-        e2e_p99_ms=e2e.p99, request_throughput=len(records) / seconds,
-        output_tokens_per_s=total_tokens / seconds, output_tokens=new_tokens,
-    )
-    ascend_progress(f"SGLang load x{concurrency}: TTFT p50 {ttft.p50:.0f} ms, TPOT p50 "
-                    f"{tpot.p50:.1f} ms, {total_tokens / seconds:.0f} tok/s")
-    assert len(records) == concurrency and all(r["tokens"] == new_tokens for r in records)
+        concurrency=concurrency, completed=summary["completed"],
+        ttft_ms=summary["median_ttft_ms"], ttft_p99_ms=summary["p99_ttft_ms"],
+        tpot_ms=summary["median_tpot_ms"], tpot_p99_ms=summary["p99_tpot_ms"],
+        itl_p99_ms=summary["p99_itl_ms"], e2e_ms=summary["median_e2e_ms"],
+        e2e_p99_ms=summary["p99_e2e_ms"], request_throughput=summary["request_throughput"],
+        output_tokens_per_s=summary["output_throughput"])
+    ascend_progress(f"SGLang seed workloads x{concurrency}: TTFT p50 "
+                    f"{summary['median_ttft_ms']:.0f} ms, TPOT p50 "
+                    f"{summary['median_tpot_ms']:.1f} ms, "
+                    f"{summary['output_throughput']:.0f} tok/s")
 
 
 def test_openai_compatible_endpoints(sglang_server):

@@ -424,3 +424,27 @@ def test_a_collapse_is_flagged_however_noisy_the_metric(higher_is_better, change
     better = Comparison("bench", "metric", "8.1.RC1", "8.0.RC2", -change / (1 + change),
                         threshold=1.2, higher_is_better=higher_is_better)
     assert better.verdict == "improvement"
+
+
+def test_the_saturation_rate_is_gated_higher_is_better_and_the_html_links_the_sweep(tmp_path):
+    from pytest_ascend.history.gate import build_history
+    from pytest_ascend.history.render import write_html
+    from pytest_ascend.history.runs import Run
+
+    def run(cann, saturation, day):
+        ascend = {"cann": cann, "device_kind": "npu", "device_name": "Ascend910B1",
+                  "model": "Qwen2.5-14B-Instruct", "dtype": "float16", "smoke": False}
+        bench = {"name": "test_sweep", "fullname": "tests/deploy/t.py::test_sweep",
+                 "stats": {"median": 30.0},
+                 "extra_info": {"saturation_rate_per_s": saturation,
+                                "plot_png": f"/reports/{cann}/serving_sweep.png"}}
+        return Run(f"{cann}-{day}", f"2026-11-{day:02d}", {"ascend": ascend}, [bench])
+
+    runs = [run("8.0.RC2", 16.0, day) for day in (1, 2, 3)] + \
+        [run("8.1.RC1", 8.0, day) for day in (4, 5, 6)]
+    history = build_history(runs)
+    verdicts = {c.metric: c.verdict for c in history.contexts[0].comparisons}
+    assert verdicts["saturation_rate_per_s"] == "regression"
+    write_html(history, tmp_path / "history.html")
+    page = (tmp_path / "history.html").read_text()
+    assert "href='/reports/8.1.RC1/serving_sweep.png'" in page
