@@ -196,6 +196,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
             log.close()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's watchdog thread ends with it (a process running several sessions, as
+    pytester does, would otherwise keep one idle thread per session)."""
+    watchdog = config.stash.get(stash.watchdog_key, None)
+    if watchdog is not None:
+        watchdog.close()
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Reports that were not (fully) written, one line each."""
     guard = config.stash[stash.guard_key]

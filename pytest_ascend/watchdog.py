@@ -53,14 +53,16 @@ def thread_stacks() -> dict[str, str]:
 
 class Watchdog:
     """One thread for the session; `arm` before a phase, `disarm` after it. When an armed
-    phase outlives its budget and grace, `on_expiry(hang)` runs on the watchdog's thread
-    (it must not return: it ends the process)."""
+    phase outlives its budget and grace, `on_expiry(hang)` runs on the watchdog's thread,
+    once (the plugin's ends the process; a stand-in that returns ends only the thread).
+    `close` ends an idle watchdog's thread."""
 
     def __init__(self, on_expiry: Callable[[Hang], None]) -> None:
         self._on_expiry = on_expiry
         self._lock = threading.Condition()
         self._armed: Optional[tuple[str, str, float, float]] = None  # nodeid, phase, start, budget
         self._fired = False
+        self._closed = False
         self._thread = threading.Thread(target=self._watch, name="pytest-ascend-watchdog",
                                         daemon=True)
         self._thread.start()
@@ -81,11 +83,18 @@ class Watchdog:
             self._armed = None
             self._lock.notify()
 
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
     def _watch(self) -> None:
         while True:
             with self._lock:
-                while self._armed is None:
+                while self._armed is None and not self._closed:
                     self._lock.wait()
+                if self._closed:
+                    return
                 nodeid, phase, start, budget = self._armed
                 deadline = start + budget + grace_s(budget)
                 now = time.monotonic()
@@ -94,3 +103,7 @@ class Watchdog:
                     continue
                 self._fired = True
             self._on_expiry(Hang(nodeid, phase, now - start, budget, thread_stacks()))
+            # Never again: had this looped, an on_expiry that returned would fire on every
+            # pass, a thread spinning on the GIL for the rest of the process (it once
+            # slowed a CI session's serving sweep 100-fold).
+            return

@@ -135,3 +135,37 @@ def test_a_phase_that_returns_after_its_expiry_is_held_while_the_reports_are_wri
     came_back.start()
     came_back.join(timeout=1)
     assert came_back.is_alive(), "the late phase went on while the reports were written"
+
+
+def test_an_expiry_fires_once_and_leaves_no_thread_spinning():
+    """A stand-in on_expiry returns (the plugin's ends the process): the watchdog must then
+    stay quiet, not fire again on every pass and hold the GIL for the rest of the process
+    (a leaked one slowed a whole CI session's serving sweep 100-fold)."""
+    import threading
+    import time
+
+    from pytest_ascend.watchdog import Watchdog
+
+    fired = []
+    expired = threading.Event()
+    watchdog = Watchdog(lambda hang: (fired.append(hang), expired.set()))
+    watchdog.arm("test_late", "call", 0.05)
+    assert expired.wait(timeout=10)
+    cpu = time.process_time()
+    time.sleep(0.5)
+    assert len(fired) == 1
+    assert time.process_time() - cpu < 0.2, "the watchdog kept the CPU busy after firing"
+
+
+def test_a_closed_watchdog_ends_its_thread():
+    import threading
+
+    from pytest_ascend.watchdog import Watchdog
+
+    before = {t.ident for t in threading.enumerate()}
+    watchdog = Watchdog(lambda hang: None)
+    ours = [t for t in threading.enumerate() if t.ident not in before]
+    watchdog.close()
+    for thread in ours:
+        thread.join(timeout=5)
+    assert not [t for t in ours if t.is_alive()]
