@@ -3,10 +3,10 @@ a generation's KV cache against the config's arithmetic."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from pytest_ascend.periodic import PeriodicSampler
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class MemorySample:
     reserved: int
 
 
-class MemorySampler:
+class MemorySampler(PeriodicSampler):
     """A background thread that snapshots the device's memory every `interval_s`.
 
     Peaks inside one forward (activations, the attention workspace) come and go between two
@@ -24,36 +24,17 @@ class MemorySampler:
     a context manager, or `start()` / `stop()`.
     """
 
+    thread_name = "pytest-ascend-memory"
+
     def __init__(self, device: Any, interval_s: float) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"sampling interval must be > 0 s, got {interval_s}")
+        super().__init__(interval_s)
         self.device = device
-        self.interval_s = interval_s
         self.samples: list[MemorySample] = []
         self.error: Optional[str] = None
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._start = 0.0
 
-    def start(self) -> "MemorySampler":
-        self._start = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name="pytest-ascend-memory",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> list[MemorySample]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()  # the state at the end, however short the run was
+    def stop(self) -> list[MemorySample]:  # type: ignore[override]
+        super().stop()
         return self.samples
-
-    def __enter__(self) -> "MemorySampler":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     @property
     def peak_allocated(self) -> int:
@@ -70,20 +51,14 @@ class MemorySampler:
             "error": self.error,
         }
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval_s)
-
     def _sample(self) -> None:
         try:
             snap = self.device.memory()
         except Exception as exc:  # a sampler must never take the test down with it
             self.error = f"{type(exc).__name__}: {exc}"
-            self._stop.set()
+            self._stopping.set()
             return
-        self.samples.append(MemorySample(time.perf_counter() - self._start, snap.allocated,
-                                         snap.reserved))
+        self.samples.append(MemorySample(self.elapsed_s(), snap.allocated, snap.reserved))
 
 
 @dataclass(frozen=True)

@@ -10,48 +10,29 @@ figure sees them), and notes when the server's process exited.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any, Callable, Optional
 
+from pytest_ascend.periodic import PeriodicSampler
 
-class ServerHealthSampler:
+
+class ServerHealthSampler(PeriodicSampler):
     """Samples every `interval_s` until stopped; use as a context manager."""
+
+    thread_name = "pytest-ascend-server-health"
 
     def __init__(self, pid: Optional[int], device: Any, interval_s: float = 0.5,
                  gone: Callable[[], Optional[str]] = lambda: None) -> None:
+        super().__init__(interval_s)
         self.pid = pid
         self.device = device if device is not None and device.is_accelerator else None
-        self.interval_s = interval_s
         self.gone = gone
         self.samples: list = []  # (seconds, server RSS bytes or None, device used or None)
         self.exit: Optional[str] = None  # why the server went away, when it did
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._start = 0.0
-
-    def __enter__(self) -> "ServerHealthSampler":
-        self._start = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name="pytest-ascend-server-health",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval_s)
 
     def _sample(self) -> None:
         if self.exit is None:
             self.exit = self.gone()
-        self.samples.append((round(time.perf_counter() - self._start, 3), self._tree_rss(),
+        self.samples.append((round(self.elapsed_s(), 3), self._tree_rss(),
                              self._device_used()))
 
     def _tree_rss(self) -> Optional[int]:
