@@ -50,12 +50,16 @@ def _file_digest(path: Path, known: dict, progress: Optional[Callable[[str], Non
         return str(entry["sha256"])
     if progress is not None and stat.st_size > 1 << 30:
         progress(f"checksumming {path} ({stat.st_size / 2**30:.1f} GiB, once per file)")
+    digest = file_sha256(path)
+    known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    return digest
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with Path(path).open("rb") as fh:
         while block := fh.read(1 << 24):
             digest.update(block)
-    known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                  "sha256": digest.hexdigest()}
     return digest.hexdigest()
 
 

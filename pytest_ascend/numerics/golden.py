@@ -25,6 +25,7 @@ import torch
 
 from pytest_ascend.model.prompts import SEED_PROMPTS, SEED_WORKLOADS, chat_prompt, long_prompt_ids
 from pytest_ascend.numerics.decoding import decode_answer
+from pytest_ascend.numerics.fingerprint import file_sha256
 
 FORMAT, VERSION = "pytest-ascend-golden", 1
 MANIFEST, TENSORS = "golden.json", "golden.safetensors"
@@ -152,7 +153,7 @@ def write_golden(golden: Golden, out_dir: Path, *, force: bool = False) -> Path:
         save_file(tensors, str(staged), metadata={"format": FORMAT, "version": str(VERSION)})
         manifest = dict(golden.manifest)
         manifest["tensors"] = {"file": TENSORS, "bytes": staged.stat().st_size,
-                               "sha256": _file_sha256(staged)}
+                               "sha256": file_sha256(staged)}
         manifest["manifest_sha256"] = _manifest_sha256(manifest)
         text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
         staged_manifest.write_text(text, encoding="utf-8")
@@ -190,7 +191,7 @@ def read_golden(directory: Path) -> Golden:
     if not tensors_path.is_file():
         raise GoldenError(f"{tensors_path} is missing; {again}")
     if tensors_path.stat().st_size != expected["bytes"] or \
-            _file_sha256(tensors_path) != expected["sha256"]:
+            file_sha256(tensors_path) != expected["sha256"]:
         raise GoldenError(f"{tensors_path} is cut short or changed ({tensors_path.stat().st_size}"
                           f" bytes, the manifest says {expected['bytes']}; or its sha256 "
                           f"differs); {again}")
@@ -235,14 +236,6 @@ def _manifest_sha256(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     blob = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _staging(out_dir: Path, name: str) -> Path:

@@ -50,12 +50,17 @@ class Lengths:
         return f"{self.input_len}:{self.output_len}{ratio}"
 
 
+def ordinary_tokens(tokenizer: Any) -> list:
+    """Every token id but the special ones, which would end or restructure a prompt."""
+    special = set(tokenizer.all_special_ids)
+    return [i for i in range(len(tokenizer)) if i not in special]
+
+
 def random_requests(count: int, lengths: Lengths, tokenizer: Any, seed: int = 0) -> list:
     """`count` prompts of random ordinary tokens (no special token, which would end or
     restructure a prompt), each with its own drawn lengths."""
     draw = random.Random(seed)
-    special = set(tokenizer.all_special_ids)
-    ordinary = [i for i in range(len(tokenizer)) if i not in special]
+    ordinary = ordinary_tokens(tokenizer)
 
     def length(full: int) -> int:
         return draw.randint(max(1, int(full * lengths.range_ratio)), full)
@@ -113,9 +118,6 @@ def shared_system_prompt_requests(count: int, system_tokens: int, output_len: in
 def cache_cold(requests: list, tokenizer: Any, seed: int = 1) -> list:
     """The same requests, each behind one token of its own, so no two share a prefix: the
     same work with nothing for a prefix cache to reuse."""
-    draw = random.Random(seed)
-    special = set(tokenizer.all_special_ids)
-    ordinary = [i for i in range(len(tokenizer)) if i not in special]
-    salts = draw.sample(ordinary, len(requests))
+    salts = random.Random(seed).sample(ordinary_tokens(tokenizer), len(requests))
     return [LoadRequest([salt, *r.prompt], r.max_new_tokens, f"{r.label} (cold)")
             for salt, r in zip(salts, requests)]
