@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from conftest import SGLANG_PYTHON
+from pytest_ascend.processes import run_helper
 from pytest_ascend.serving.goodput import Slo, SweepConfig, sweep_rates
 from pytest_ascend.serving.health import ServerHealthSampler
 from pytest_ascend.serving.load import LoadRequest, LoadSpec, arrival_offsets, run_load, token_gaps
@@ -328,12 +329,12 @@ def test_a_server_killed_mid_sweep_fails_clearly_with_every_request_counted(pyte
     sweep_test = f"{REPO / 'tests' / 'deploy' / 'test_serving_load.py'}::" \
                  f"test_request_rate_sweep_finds_the_saturation_rate"
     started = time.monotonic()
-    proc = subprocess.run(
+    # run_helper: its own process group, stopped whole if this test times out or fails
+    proc = run_helper(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "killer_plugin",
          "-m", "sglang", "--sglang-launch", f"--sglang-python={SGLANG_PYTHON}",
          "--sglang-rates=4", "--sglang-requests=40", sweep_test],
-        cwd=pytester.path, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "KILL_AFTER_S": "3", "PYTHONPATH": str(pytester.path)})
+        timeout_s=600, env={**os.environ, "KILL_AFTER_S": "3", "PYTHONPATH": str(pytester.path)})
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:]
     assert time.monotonic() - started < 300
