@@ -124,19 +124,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # Running a test: each phase of a suite test under the watchdog (watchdog.py) ----------------
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     with _watched(item, "setup"):
         return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest-timeout's, which arms first
 def pytest_runtest_call(item: pytest.Item) -> Any:
     with _watched(item, "call"):
         return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Any:
     with _watched(item, "teardown"):
         return (yield)
@@ -303,22 +303,38 @@ def _outcome_message(report: pytest.TestReport) -> Optional[str]:
 
 @contextmanager
 def _watched(item: pytest.Item, phase: str) -> Iterator[None]:
-    """A device test's phase under the watchdog, with its budget: the test's
-    @pytest.mark.timeout(N), else --ascend-watchdog (a default of the plugin's own, so it
-    holds even where the project's ini with pytest-timeout's `timeout` was not read)."""
+    """A suite test's phase, named for the watchdog. pytest-timeout arms the watchdog through
+    its own hook (below) for what it times; a call it does not time is armed here with
+    --ascend-watchdog, so a hang in native code is never left unwatched."""
     if not _in_suite(item):
         yield
         return
-    marker = item.get_closest_marker("timeout")
-    budget = marker.args[0] if marker and marker.args else \
-        (marker.kwargs.get("timeout") if marker else None)
-    if not budget:
-        budget = item.config.stash[stash.settings_key].watchdog
     watchdog = _watchdog(item.config, item.session)
-    watchdog.arm(item.nodeid, phase, float(budget))
+    own = phase == "call" and watchdog.armed_for() != item.nodeid
+    if own:
+        watchdog.arm(item.nodeid, phase, item.config.stash[stash.settings_key].watchdog)
+    else:
+        watchdog.relabel(phase)
     try:
         yield
     finally:
+        if own:
+            watchdog.disarm()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """pytest-timeout is timing `item`: the watchdog watches the same span with the same
+    budget. Returns None, so pytest-timeout still sets its own timer."""
+    if _in_suite(item):
+        _watchdog(item.config, item.session).arm(
+            item.nodeid, "call" if settings.func_only else "setup", float(settings.timeout))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    watchdog = item.config.stash.get(stash.watchdog_key, None)
+    if watchdog is not None and watchdog.armed_for() == item.nodeid:
         watchdog.disarm()
 
 

@@ -221,9 +221,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "watchdog",
         "--ascend-watchdog",
-        "seconds a phase of a device test may run before the watchdog writes every report "
-        "and ends the run (exit 7), even when blocked in native code; @pytest.mark.timeout(N) "
-        "overrides it per test",
+        "seconds a device test's call may run before the watchdog writes every report and "
+        "ends the run (exit 7), even when blocked in native code; used only where "
+        "pytest-timeout times nothing: otherwise the watchdog follows pytest-timeout "
+        "(its timeout, marker and timeout_func_only)",
         default=1800,
         metavar="SECONDS",
         is_seconds=True,

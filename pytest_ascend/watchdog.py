@@ -7,10 +7,12 @@ the results log, the JSON report and the benchmark JSON of everything that finis
 lost. This watchdog is a thread too, but before it ends the process it writes those: the
 caller's `on_expiry` gets the test, the phase, how long it ran and every thread's stack.
 
-Each phase (setup, call, teardown) of a device test is armed with that test's budget
-(`@pytest.mark.timeout(N)`, else --ascend-watchdog) plus a grace of a tenth of it (at most
-30 s), so that pytest-timeout, where it is configured, gets the first chance at a hang it
-can interrupt and fails the test alone.
+The watchdog keeps pytest-timeout's policy rather than a second one: it is armed from
+pytest-timeout's own `pytest_timeout_set_timer` hook, so it watches exactly what
+pytest-timeout times (the call alone under `timeout_func_only`, setup and teardown too
+otherwise) with the same budget, plus a grace of a tenth of it (at most 30 s) so that
+pytest-timeout gets the first chance at a hang it can interrupt and fails the test alone.
+Only a test that pytest-timeout does not time has its call watched with --ascend-watchdog.
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ class Watchdog:
         with self._lock:
             self._armed = (nodeid, phase, time.monotonic(), budget_s)
             self._lock.notify()
+
+    def relabel(self, phase: str) -> None:
+        """Name the phase now running, without restarting the clock: one budget covers the
+        whole test when pytest-timeout times setup, call and teardown together."""
+        with self._lock:
+            if self._armed is not None:
+                nodeid, _, start, budget = self._armed
+                self._armed = (nodeid, phase, start, budget)
+
+    def armed_for(self) -> Optional[str]:
+        """The node id of the armed test, if any."""
+        with self._lock:
+            return None if self._armed is None else self._armed[0]
 
     def disarm(self) -> None:
         """End the armed phase. A phase that comes back after its expiry (a long call in C

@@ -169,3 +169,34 @@ def test_a_closed_watchdog_ends_its_thread():
     for thread in ours:
         thread.join(timeout=5)
     assert not [t for t in ours if t.is_alive()]
+
+
+def test_a_slow_session_setup_is_not_a_hang_under_timeout_func_only(pytester):
+    """pytest-timeout's policy is the watchdog's: with timeout_func_only a session fixture's
+    setup (a 14B model load takes minutes) is not timed, so a 1 s budget that the setup
+    outlives is no hang; the same budget still ends a call that blocks in C."""
+    pytester.makeini("[pytest]\ntimeout_func_only = true\n")
+    pytester.makepyfile(f"""
+        import time
+        import pytest
+        import torch
+
+        @pytest.fixture(scope="session")
+        def ascend_slow_load(npu_device):
+            time.sleep(3)
+
+        @pytest.mark.timeout(1)
+        def test_after_a_slow_load(ascend_slow_load):
+            pass
+
+        @pytest.mark.timeout(1)
+        def test_hangs(npu_device):
+            {BLOCKS_IN_C}
+    """)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-v"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTEST_ASCEND_CACHE": os.environ["PYTEST_ASCEND_CACHE"]})
+    assert done.returncode == EXIT_HUNG, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "test_after_a_slow_load PASSED" in done.stdout
+    assert "test_hangs (call) made no progress for" in done.stderr
