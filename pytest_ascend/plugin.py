@@ -11,7 +11,9 @@ so `pytest --help` stays fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -72,11 +74,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Plan at once when the user configured pytest-ascend, so a bad option stops the session
-    before collection. Otherwise wait: an installed plugin stays inert (no torch import, no
-    device probing) in sessions that collect none of its tests."""
+    """Plan at once when this command line configured pytest-ascend, so a bad option stops
+    the session before collection. Otherwise wait: an installed plugin stays inert (no torch
+    import, no device probing) in sessions that collect none of its tests, whatever
+    PYTEST_ASCEND_* variables the environment holds."""
     settings = session.config.stash[stash.settings_key]
-    if settings.sources:
+    if settings.given_on_command_line:
         _plan(session.config, announce=False)
     if settings.results_log is not None:
         _open_results_log(session.config, settings.results_log)
@@ -88,6 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     suite = [item for item in items if _in_suite(item)]
     if not suite:
+        return
+    if hasattr(config, "workerinput"):
+        _refuse_as_xdist_worker(config, items)
         return
     # Tests on a live SGLang server run last: a launched server holds device memory (and on
     # a CPU its scheduler busy-polls a core) until the session ends, and must not disturb
@@ -181,6 +187,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     """Around every other plugin's session end (report_guard.py says why): the reports are
     protected from each other, and the results log's last line carries the final status."""
     config = session.config
+    if stash.xdist_refusal_key in config.stash:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     guard = config.stash[stash.guard_key]
     guard.before_session_end()
     try:
@@ -189,19 +197,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
         session.exitstatus = guard.exit_status(session.exitstatus)
         log = config.stash.get(stash.results_log_key, None)
         if log is not None:
-            hang = config.stash.get(stash.hang_key, None)
             _log(config, "session_end", exitstatus=int(session.exitstatus),
-                 status=None if hang is None else f"aborted by a hang: {hang.describe()}",
-                 ascend=stash.ascend_block(config))
+                 status=_end_status(config), ascend=stash.ascend_block(config))
             log.close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The session's watchdog thread ends with it (a process running several sessions, as
-    pytester does, would otherwise keep one idle thread per session)."""
+    pytester does, would otherwise keep one idle thread per session), and SIGTERM gets back
+    the handler it had."""
     watchdog = config.stash.get(stash.watchdog_key, None)
     if watchdog is not None:
         watchdog.close()
+    restore = config.stash.get(stash.sigterm_restore_key, None)
+    if restore is not None:
+        restore()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On pytest-xdist's controller: a worker that refused the suite says why."""
+    refusal = getattr(node, "workeroutput", {}).get("ascend_refused")
+    if refusal:
+        node.config.stash[stash.xdist_refusal_key] = refusal
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -212,6 +230,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if log is not None and log.failure is not None:
         guard.failures.append(f"the results log {log.path} is incomplete: {log.lost} "
                               f"record(s) not written ({log.failure})")
+    refusal = config.stash.get(stash.xdist_refusal_key, None)
+    if refusal is not None:
+        terminalreporter.write_line(f"pytest-ascend: {refusal}", red=True, bold=True)
     for failure in guard.failures:
         terminalreporter.write_line(f"pytest-ascend: {failure}", red=True, bold=True)
     box = config.stash.get(stash.box_key, None)
@@ -258,6 +279,7 @@ def _open_results_log(config: pytest.Config, path: Any) -> None:
             f"writable path"
         ) from None
     config.stash[stash.results_log_key] = log
+    _stop_on_sigterm_as_on_ctrl_c(config)
     _log(config, "session_start", args=list(config.invocation_params.args),
          ascend=stash.ascend_block(config))
 
@@ -386,6 +408,54 @@ def _rootdir_warnings(config: pytest.Config) -> list[str]:
             f"{flag}={value}" for flag, value in space_separated_paths(invoked.args)]
 
 
+XDIST_REFUSAL = ("the suite's tests cannot run under pytest-xdist (-n): pytest-benchmark "
+                 "turns itself off there and every measured figure would be lost; run them "
+                 "without -n")
+
+
+def _refuse_as_xdist_worker(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, a session that holds suite tests runs none of its tests: the
+    controller gets the reason (pytest_testnodedown) and ends with a usage error, one line,
+    instead of a green run without the benchmarks it was asked for."""
+    config.workeroutput["ascend_refused"] = XDIST_REFUSAL  # type: ignore[attr-defined]
+    config.hook.pytest_deselected(items=list(items))
+    items[:] = []
+
+
+def _stop_on_sigterm_as_on_ctrl_c(config: pytest.Config) -> None:
+    """SIGTERM is what cron timeouts, systemd, Jenkins and Slurm send; by default it ends the
+    process at once and every report of the night is lost. Raised as KeyboardInterrupt it
+    stops the run as Ctrl-C does: fixtures (a launched server) torn down, every report
+    written. A second SIGTERM finds the old handler back and ends the process as before.
+    Only the main thread can install it, and a handler someone else set is left alone."""
+    if (stash.sigterm_restore_key in config.stash
+            or threading.current_thread() is not threading.main_thread()):
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        config.stash[stash.terminated_key] = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    config.stash[stash.sigterm_restore_key] = lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _end_status(config: pytest.Config) -> Optional[str]:
+    """Why the session ended early, for the results log's last line."""
+    hang = config.stash.get(stash.hang_key, None)
+    if hang is not None:
+        return f"aborted by a hang: {hang.describe()}"
+    if config.stash.get(stash.terminated_key, False):
+        return "terminated by SIGTERM"
+    if stash.xdist_refusal_key in config.stash:
+        return config.stash[stash.xdist_refusal_key]
+    return None
+
+
 def _in_suite(item: pytest.Item) -> bool:
     """Whether `item` belongs to the hardware suite: marked npu or sglang, or using one of the
     plugin's fixtures (each is named ascend_* or built on ascend_plan, so a project's own
@@ -404,6 +474,7 @@ def _plan(config: pytest.Config, announce: bool) -> Any:
     """
     from pytest_ascend.session import SessionSetupError, plan_session
 
+    _stop_on_sigterm_as_on_ctrl_c(config)
     if stash.plan_key not in config.stash:
         try:
             config.stash[stash.plan_key] = plan_session(config.stash[stash.settings_key])

@@ -404,6 +404,12 @@ class AscendSettings:
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
 
+    @property
+    def given_on_command_line(self) -> bool:
+        """Whether this invocation asked for pytest-ascend itself. An environment variable
+        does not count: it may sit in an operator's profile and reach every project's pytest."""
+        return any(source.startswith("command line") for source in self.sources.values())
+
 
 def space_separated_paths(args: Sequence[str]) -> list[tuple[str, str]]:
     """(flag, value) of every path-valued option given as `--flag VALUE` whose value is an

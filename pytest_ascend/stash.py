@@ -25,6 +25,9 @@ guard_key = pytest.StashKey[Any]()  # report_guard.ReportGuard of the session
 watchdog_key = pytest.StashKey[Any]()  # watchdog.Watchdog, once a device test ran
 hang_key = pytest.StashKey[Any]()  # watchdog.Hang, when the watchdog ended the run
 server_key = pytest.StashKey[Any]()  # serving.sglang_server.SessionServer, once a test used it
+terminated_key = pytest.StashKey[bool]()  # set when SIGTERM stopped the run
+sigterm_restore_key = pytest.StashKey[Callable[[], Any]]()  # puts SIGTERM's old handler back
+xdist_refusal_key = pytest.StashKey[str]()  # why pytest-xdist workers ran none of the tests
 box_key = pytest.StashKey[Any]()  # box.findings.BoxFindings, once a box test swept the cards
 
 

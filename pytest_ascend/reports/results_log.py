@@ -3,7 +3,9 @@
 pytest-json-report and pytest-benchmark write their files at session end, so a hard kill
 (an NPU hang ended by a watchdog, the OOM killer, a lost SSH session) loses a whole night's
 results. This log, like pytest-reportlog, appends each record and syncs it to disk before
-the next test starts; it never truncates an existing file, so reruns accumulate.
+the next test starts; it never truncates an existing file, so reruns accumulate. Two
+sessions may share one log (a nightly and a manual run): every record carries its session's
+id, so the lines of each can be told apart however they interleave.
 
 A kill mid-write or a full disk can leave a line cut short. A new session therefore starts on
 a fresh line, the reader skips (and counts) cut lines wherever they are, and a write that
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,6 +30,7 @@ class ResultsLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.session_id = uuid.uuid4().hex[:12]
         self.failure: Optional[str] = None
         self.lost = 0
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -37,7 +41,7 @@ class ResultsLog:
         if self.failure is not None:
             self.lost += 1
             return
-        record = {"type": kind, "time": time.time(), **fields}
+        record = {"type": kind, "time": time.time(), "session": self.session_id, **fields}
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         try:
             self._append(line.encode("utf-8"))

@@ -91,3 +91,15 @@ def test_a_foreign_project_runs_exactly_as_without_the_plugin(foreign_project, a
     else:
         with_plugin.assert_outcomes(passed=1, skipped=2)
         with_plugin.stdout.fnmatch_lines(["*own rule: pass --run-slow*"])
+
+
+def test_pytest_ascend_variables_in_the_environment_change_nothing(foreign_project, monkeypatch):
+    """An operator's profile may export PYTEST_ASCEND_* for the Atlas box's nightly; every
+    other project's pytest on that host must still not import torch or open a card."""
+    monkeypatch.setenv("PYTEST_ASCEND_DEVICE", "cpu")
+    monkeypatch.setenv("PYTEST_ASCEND_MODEL", "tiny")
+    monkeypatch.setenv("PYTEST_ASCEND_RUN_SLOW", "1")
+    result, torch_imported = run(foreign_project)
+    assert not torch_imported, "a foreign session imported torch"
+    result.assert_outcomes(passed=1, skipped=2)
+    assert "pytest-ascend" not in result.stdout.str()

@@ -56,6 +56,19 @@ def test_ctrl_c_inside_a_benchmark_keeps_every_report(pytester):
     assert end["type"] == "session_end" and end["exitstatus"] == 2
 
 
+def test_sigterm_inside_a_benchmark_keeps_every_report_as_ctrl_c_does(pytester):
+    """SIGTERM is what cron, systemd, Jenkins and Slurm send at a timeout."""
+    pytester.makepyfile(BENCHMARKS.replace("signal.SIGINT", "signal.SIGTERM"))
+    done = run(pytester, *REPORTS, env={"INTERRUPT_IN_BENCHMARK": "1"})
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = json.loads((pytester.path / "bench.json").read_text())
+    assert [b["name"] for b in saved["benchmarks"]] == ["test_finished"]
+    assert json.loads((pytester.path / "report.json").read_text())["exitcode"] == 2
+    end = read_results_log(pytester.path / "run.jsonl")[-1]
+    assert end["type"] == "session_end" and end["exitstatus"] == 2
+    assert end["status"] == "terminated by SIGTERM"
+
+
 def test_an_unwritable_benchmark_json_is_one_line_and_the_rest_is_written(pytester):
     pytester.makepyfile(BENCHMARKS)
     done = run(pytester, "--benchmark-json=/dev/full", *REPORTS[1:])

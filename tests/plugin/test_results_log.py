@@ -94,3 +94,20 @@ def test_cut_lines_anywhere_are_skipped_and_counted(tmp_path):
     log.write_text("\n".join([good, '{"type": "te', good, "[1, 2]", good, '{"ty']) + "\n")
     records = read_results_log(log)
     assert len(records) == 3 and records.cut_lines == 3
+
+
+def test_two_sessions_sharing_a_log_are_told_apart(tmp_path):
+    """A nightly and a manual run appending to one log interleave their lines: each line
+    names its session."""
+    from pytest_ascend.reports.results_log import ResultsLog
+
+    path = tmp_path / "run.jsonl"
+    nightly, manual = ResultsLog(path), ResultsLog(path)
+    for log, name in [(nightly, "a"), (manual, "b"), (nightly, "c"), (manual, "d")]:
+        log.write("test", nodeid=name)
+    nightly.close()
+    manual.close()
+    sessions = {r["nodeid"]: r["session"] for r in read_results_log(path)}
+    assert sessions["a"] == sessions["c"] == nightly.session_id
+    assert sessions["b"] == sessions["d"] == manual.session_id
+    assert nightly.session_id != manual.session_id

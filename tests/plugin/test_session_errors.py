@@ -71,7 +71,7 @@ def test_torch_npu_without_visible_npu_under_auto_is_an_error(pytester):
         torch.npu = types.SimpleNamespace(is_available=lambda: False, device_count=lambda: 0)
         """,
     )
-    pytester.makepyfile(TRIVIAL)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.npu\ndef test_dev(npu_device):\n    pass\n")
     result = pytester.runpytest_subprocess()
     assert_one_line_usage_error(result, "ERROR: torch_npu is installed but no NPU is visible*")
 
