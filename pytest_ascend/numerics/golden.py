@@ -135,7 +135,7 @@ def write_golden(golden: Golden, out_dir: Path, *, force: bool = False) -> Path:
     The tensors go first, the manifest (which holds their checksum) last, each by a rename:
     a crash in between leaves an old manifest that refuses the new tensors, never a golden
     that reads as valid and is not."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     if (out_dir / MANIFEST).exists() and not force:
@@ -150,7 +150,10 @@ def write_golden(golden: Golden, out_dir: Path, *, force: bool = False) -> Path:
             [prompt.full_logprobs[pos] for pos in sorted(prompt.full_logprobs)])
     staged, staged_manifest = _staging(out_dir, TENSORS), _staging(out_dir, MANIFEST)
     try:
-        save_file(tensors, str(staged), metadata={"format": FORMAT, "version": str(VERSION)})
+        # Serialised here and written by us: safetensors' save_file replaces the file with
+        # one of mode 0600 (a nightly job of another user could not read the golden), and
+        # reports a full disk as its own SafetensorError instead of an OSError.
+        staged.write_bytes(save(tensors, metadata={"format": FORMAT, "version": str(VERSION)}))
         manifest = dict(golden.manifest)
         manifest["tensors"] = {"file": TENSORS, "bytes": staged.stat().st_size,
                                "sha256": file_sha256(staged)}
