@@ -61,6 +61,18 @@ class MemorySampler(PeriodicSampler):
         self.samples.append(MemorySample(self.elapsed_s(), snap.allocated, snap.reserved))
 
 
+# What a host's resident set may grow by beyond the cache tensors during a decode: the
+# allocator's slack around a cache that grows by reallocation (a fraction of the cache), a
+# few steps' transient buffers (logits over the vocabulary, MLP activations) that the heap
+# keeps, and a fixed margin for the C library's arenas. An accelerator's allocated figure
+# holds the cache alone, within KV_ALLOCATOR_TOLERANCE either way.
+HOST_SLACK_FRACTION = 0.5
+HOST_TRANSIENT_STEPS = 4
+HOST_SLACK_BYTES = 16 << 20
+HOST_RESIDENT_FLOOR = 0.75  # at least this much of the cache must be resident
+KV_ALLOCATOR_TOLERANCE = 0.15
+
+
 @dataclass(frozen=True)
 class KvGrowth:
     """A generation's KV cache growth, against the config's arithmetic, two ways.
@@ -68,8 +80,7 @@ class KvGrowth:
     `cache_bytes` is the cache tensors' own growth: exact on every device, so it must equal
     the arithmetic. `memory_bytes` is what the device's memory figure did meanwhile: the
     allocator's on an accelerator (the cache plus rounding), the process's resident set on a
-    CPU (the cache plus whatever transient buffers the heap keeps: a large vocabulary's
-    logits and matmul workspaces can dwarf a small cache there).
+    CPU (the cache plus what the heap keeps of each step's transient buffers).
     """
 
     new_tokens: int
@@ -77,11 +88,66 @@ class KvGrowth:
     memory_bytes: int  # allocated (process RSS on cpu) after decoding minus before
     expected_bytes: int  # kv_bytes_per_token x new_tokens
     source: str  # what memory_bytes is (the device's memory source)
+    step_transient_bytes: int = 0  # one decode step's logits and MLP activations
 
     @property
     def ratio(self) -> float:
         """Memory growth over the arithmetic."""
         return self.memory_bytes / self.expected_bytes
+
+    @property
+    def excess_bytes(self) -> int:
+        """Memory growth beyond the cache tensors' own."""
+        return self.memory_bytes - self.cache_bytes
+
+    def host_allowance_bytes(self) -> int:
+        return int(HOST_SLACK_FRACTION * self.expected_bytes
+                   + HOST_TRANSIENT_STEPS * self.step_transient_bytes + HOST_SLACK_BYTES)
+
+
+def kv_growth_problem(growth: KvGrowth, *, allocator: bool) -> Optional[str]:
+    """Why `growth` is wrong, or None. The cache tensors must match the arithmetic exactly
+    everywhere. An allocator's figure must match it within KV_ALLOCATOR_TOLERANCE; a host's
+    resident set must hold most of the cache and may exceed it only by its allowance, so a
+    cache kept twice, or a buffer kept per step, fails on a CPU too."""
+    mib = 1 << 20
+    if growth.cache_bytes != growth.expected_bytes:
+        return (f"the KV cache grew {growth.cache_bytes / mib:.2f} MiB over "
+                f"{growth.new_tokens} tokens; the config says {growth.expected_bytes / mib:.2f} MiB")
+    grew = (f"memory grew {growth.memory_bytes / mib:.1f} MiB over {growth.new_tokens} tokens "
+            f"for a {growth.expected_bytes / mib:.2f} MiB KV cache ({growth.source})")
+    if allocator:
+        low, high = 1 - KV_ALLOCATOR_TOLERANCE, 1 + KV_ALLOCATOR_TOLERANCE
+        if not low <= growth.ratio <= high:
+            return f"{grew}; allowed {low:g}x to {high:g}x"
+        return None
+    if growth.ratio < HOST_RESIDENT_FLOOR:
+        return f"{grew}; at least {HOST_RESIDENT_FLOOR:g}x must be resident"
+    if growth.excess_bytes > growth.host_allowance_bytes():
+        return (f"{grew}: {growth.excess_bytes / mib:.1f} MiB beyond the cache, allowed "
+                f"{growth.host_allowance_bytes() / mib:.1f} MiB ({HOST_SLACK_FRACTION:g}x the "
+                f"cache, {HOST_TRANSIENT_STEPS} steps' transient buffers and "
+                f"{HOST_SLACK_BYTES // mib} MiB)")
+    return None
+
+
+def decode_steps_for(step_s: float, budget_s: float, *, least: int = 128,
+                     most: int = 2048) -> int:
+    """How many decode steps fit `budget_s` at `step_s` each, a multiple of 64 between
+    `least` and `most`: 2048 steps take seconds on an accelerator and can take 18 minutes
+    on a CPU with a 14B-shaped layer."""
+    fitting = int(budget_s / step_s) if step_s > 0 else most
+    return max(least, min(most, fitting // 64 * 64))
+
+
+def step_transient_bytes(config: Any, element_bytes: int, batch: int = 1) -> int:
+    """One decode step's short-lived buffers: the logits over the vocabulary (float32) and
+    the MLP's activations."""
+    from pytest_ascend.model.arithmetic import config_value
+
+    vocab = int(config_value(config, "vocab_size"))
+    intermediate = int(config_value(config, "intermediate_size"))
+    return batch * (vocab * 4 + 3 * intermediate * element_bytes)
 
 
 def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any) -> KvGrowth:
@@ -90,7 +156,9 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
     take.
 
     Only the cache survives between the two snapshots (each step's logits are dropped), so
-    on an accelerator's allocator the growth is the cache's growth.
+    on an accelerator's allocator the growth is the cache's growth. On a host, weights are
+    memory-mapped and the input embedding is read a row per new token: it is made resident
+    first, or a 152k-row vocabulary's first touches (tens of MiB) would count as KV.
     """
     import torch
 
@@ -105,6 +173,7 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
         return sum(keys.nbytes + values.nbytes for keys, values in cache_tensors(cache))
 
     with torch.inference_mode():
+        model.get_input_embeddings().weight.sum()  # every page of it resident
         out = model(input_ids=prompt_ids, **forward_kwargs(model))
         cache, token = output_cache(out), out.logits[:, -1:].argmax(dim=-1)
         del out
@@ -120,4 +189,5 @@ def measure_kv_growth(model: Any, prompt_ids: Any, new_tokens: int, device: Any)
         after, cache_after = device.memory().allocated, cache_bytes(cache)
     element = next(model.parameters()).element_size()
     return KvGrowth(new_tokens, cache_after - cache_before, after - before,
-                    kv_bytes_per_token(model.config, element) * new_tokens, device.memory_source)
+                    kv_bytes_per_token(model.config, element) * new_tokens, device.memory_source,
+                    step_transient_bytes(model.config, element, int(prompt_ids.shape[0])))

@@ -6,6 +6,7 @@ import torch
 from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
+from pytest_ascend.numerics.nonfinite import diagnose_nonfinite_logits
 
 pytestmark = pytest.mark.npu
 
@@ -25,10 +26,7 @@ def test_logits_are_finite_on_seed_prompts(model, tokenizer, seed_prompts, ascen
             logits = model(**ids).logits
         if not torch.isfinite(logits).all():
             bad.append(name)
-    assert not bad, (
-        f"NaN/inf logits in {ascend_plan.dtype} on prompts {bad}: Qwen2-family models can "
-        f"overflow in float16 (the answer reads '!!!!'); rerun with --ascend-dtype bfloat16"
-    )
+    assert not bad, diagnose_nonfinite_logits(model, ascend_plan.dtype, bad)
 
 
 @pytest.mark.parametrize("name", sorted(SEED_PROMPTS))

@@ -2,12 +2,12 @@
 do not leak, and the seed's advice (empty_cache) is measured rather than repeated."""
 
 import gc
-import math
+import time
 
 import pytest
 import torch
 
-from pytest_ascend.measure.memory import measure_kv_growth
+from pytest_ascend.measure.memory import decode_steps_for, kv_growth_problem, measure_kv_growth
 from pytest_ascend.model.arithmetic import kv_bytes_per_token
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
@@ -15,17 +15,21 @@ from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_i
 pytestmark = pytest.mark.npu
 
 MiB = 1 << 20
+WARMUP_STEPS = 16
+KV_BUDGET_S = 60
 
 
 def test_kv_growth_matches_the_config(benchmark, model, tokenizer, npu_device):
-    """The cache tensors grow by exactly what the config says. The device's memory figure is
-    a second check with its own bound: on an accelerator, allocated memory grows by the cache
-    alone, within 15%; on a CPU it is the process's resident set, which must hold the cache
-    (at least 75% of it resident) but also keeps transient buffers (a 152k vocabulary's logits
-    and matmul workspaces), so only that floor holds there; the ratio is reported either way."""
-    new_tokens = 2048
+    """The cache tensors grow by exactly what the config says, on every device. The device's
+    memory figure is a second check with bounds both ways (measure.memory.kv_growth_problem):
+    an allocator's within 15% of the cache; a host's resident set must hold most of the cache
+    and may exceed it only by a stated allowance. The decode is sized to about a minute on
+    this device (2048 steps where that fits)."""
     ids = torch.tensor([long_prompt_ids(tokenizer, 64)], device=model.device)
-    measure_kv_growth(model, ids, 16, npu_device)  # warm-up
+    started = time.perf_counter()
+    measure_kv_growth(model, ids, WARMUP_STEPS, npu_device)  # warm-up, and the step time
+    step_s = (time.perf_counter() - started) / WARMUP_STEPS
+    new_tokens = decode_steps_for(step_s, KV_BUDGET_S)
     growth = benchmark.pedantic(measure_kv_growth, args=(model, ids, new_tokens, npu_device),
                                 rounds=1, iterations=1)
     element = next(model.parameters()).element_size()
@@ -33,15 +37,10 @@ def test_kv_growth_matches_the_config(benchmark, model, tokenizer, npu_device):
         new_tokens=new_tokens, kv_bytes_per_token=kv_bytes_per_token(model.config, element),
         cache_bytes=growth.cache_bytes, memory_bytes=growth.memory_bytes,
         expected_bytes=growth.expected_bytes, ratio=growth.ratio, memory_source=growth.source,
+        excess_bytes=growth.excess_bytes,
     )
-    assert growth.cache_bytes == growth.expected_bytes, (
-        f"the KV cache grew {growth.cache_bytes / MiB:.2f} MiB over {new_tokens} tokens; the "
-        f"config says {growth.expected_bytes / MiB:.2f} MiB")
-    low, high = (0.85, 1.15) if npu_device.is_accelerator else (0.75, math.inf)
-    assert low <= growth.ratio <= high, (
-        f"memory grew {growth.memory_bytes / MiB:.1f} MiB over {new_tokens} tokens for a "
-        f"{growth.expected_bytes / MiB:.1f} MiB KV cache ({growth.source}); allowed "
-        f"{low:g}x to {high:g}x")
+    problem = kv_growth_problem(growth, allocator=npu_device.is_accelerator)
+    assert problem is None, problem
 
 
 def test_peak_memory_of_prefill_and_decode(benchmark, model, tokenizer, npu_device,
