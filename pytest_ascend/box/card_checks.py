@@ -7,8 +7,10 @@ dtype's unit roundoff u: rounding the output alone costs ~0.6u (RMS, relative); 
 1024 products in the input precision instead of float32 would cost ~u*sqrt(1024) = 32u and
 fails the half-precision bounds; TF32/HF32 silently used for float32 (u = 2^-11) fails the
 float32 bound by two orders of magnitude. (torch_npu leaves HF32 off for matmul by default,
-`torch.npu.matmul.allow_hf32 = False`; a box where float32 matmul fails here has had it
-switched on.)
+`torch.npu.matmul.allow_hf32 = False`; a 910B-or-later box where float32 matmul fails here
+has had it switched on.) A dtype the chip does not compute as asked is not checked against
+its bound: bf16 on a chip without it, float32 on a 910A, whose default precision mode runs
+it in float16 (the platform says why: `matmul_not_applicable`).
 
 Copies: host->device and device->host from and to pinned host memory on an accelerator (the
 DMA path DMI and nvbandwidth measure; pageable memory adds a host staging copy), counted as
@@ -46,6 +48,16 @@ class MatmulAccuracy:
         return self.finite and self.error < self.bound
 
 
+def matmul_not_applicable(card: Any, dtype: torch.dtype) -> Optional[str]:
+    """Why `card`'s platform says a `dtype` matmul cannot be held to `dtype`'s bound (no
+    bf16; float32 computed in a reduced precision), or None."""
+    if dtype == torch.bfloat16:
+        return card.platform.bf16_unsupported(card)
+    if dtype == torch.float32:
+        return card.platform.float32_matmul_reduced(card)
+    return None
+
+
 def matmul_accuracy(card: Any, dtype: torch.dtype, size: int = MATMUL_SIZE,
                     seed: int = 1234) -> MatmulAccuracy:
     """A `size` x `size` matmul on `card` in `dtype` against float64 on the host."""
@@ -60,18 +72,18 @@ def matmul_accuracy(card: Any, dtype: torch.dtype, size: int = MATMUL_SIZE,
 
 
 def box_sizes(card: Any, dtype: str) -> tuple[int, int]:
-    """Copy bytes and matmul size per card: the roofline's on an accelerator; on a host
-    stand-in, sizes that keep an eight-card sweep within seconds."""
-    if card.is_accelerator:
+    """Copy bytes and matmul size per card: the roofline's on a card with its own memory; on
+    a host stand-in, sizes that keep an eight-card sweep within seconds."""
+    if card.platform.has_device_memory:
         return limit_sizes(card, dtype)
     return 32 << 20, 256
 
 
 def host_buffer(card: Any, nbytes: int) -> torch.Tensor:
-    """Host memory for `card`'s transfers: pinned on an accelerator (pinning needs an
-    accelerator runtime to register the pages with)."""
+    """Host memory for `card`'s transfers: pinned where the card has memory of its own (the
+    DMA path; pinning needs that device's runtime to register the pages with)."""
     return torch.empty(nbytes // 4, dtype=torch.float32,
-                       pin_memory=card.is_accelerator).fill_(1.0)
+                       pin_memory=card.platform.has_device_memory).fill_(1.0)
 
 
 def copy_bandwidth_kernel(card: Any, direction: str, nbytes: int,

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from pytest_ascend.box.launch import join_job, under_torchrun
+
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -216,7 +218,7 @@ def _arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f"--ops: unknown {', '.join(unknown)}; use {', '.join(OPERATIONS)}")
     if args.factor < 2 or args.min_bytes > args.max_bytes:
         parser.error("need --factor >= 2 and --min-bytes <= --max-bytes")
-    if "RANK" not in os.environ:
+    if not under_torchrun():
         parser.error("run under torchrun (RANK, WORLD_SIZE and LOCAL_RANK are not set)")
     return args
 
@@ -229,19 +231,11 @@ def _write(path: Path, report: dict) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _arguments(argv)
-    from pytest_ascend.processes import die_with_parent
-
-    die_with_parent()  # a killed launcher takes its ranks with it
     import torch
     import torch.distributed as dist
 
-    from pytest_ascend.platforms import choose_platform
-
-    rank, ranks = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
-    platform = choose_platform(args.device)
-    card = platform.open(local_rank if platform.is_accelerator else 0)
-    dist.init_process_group(backend=platform.distributed_backend)
+    job = join_job(args.device)
+    rank, ranks, platform, card = job.rank, job.ranks, job.platform, job.card
     dtype = getattr(torch, args.dtype)
     report: dict = {
         "backend": dist.get_backend(), "device_kind": platform.kind,

@@ -1,34 +1,77 @@
-"""Starting a torchrun job for the selected cards: one rank per card, each rank's
-LOCAL_RANK the index of its card among those the job sees.
+"""torchrun jobs on the selected cards, both ends: the launcher's (which rank drives which
+card, the environment that makes it so, the command) and the rank's (join the job on its
+card).
 
+One rank per card, each rank's LOCAL_RANK the index of its card among those the job sees.
 The platform's visible-devices variable narrows what the ranks see to the selected cards,
 mapped through any value it already has (ASCEND_RT_VISIBLE_DEVICES=4,5,6,7 with cards 1,3
-selected gives 5,7). A host platform has no such variable: its ranks share the host.
+selected gives 5,7), and always in ascending order: since torch_npu 2.6 an unsorted
+ASCEND_RT_VISIBLE_DEVICES (`3,1`) makes `device_count()` 0 in every child (design.md, "The
+Atlas box as it is"). The runtime numbers the visible cards in that ascending order, so
+rank i drives the i-th lowest selected card, whatever order `--ascend-devices` gave:
+`RankLayout.cards` says which, and results per rank are attributed through it. A host
+platform has no such variable: its ranks share the host.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
 
 HOST_RANKS = 2  # ranks a run on a host platform starts: collectives need two ends
 
 
-def rank_count(cards: Sequence) -> int:
-    return len(cards) if cards[0].is_accelerator else HOST_RANKS
+@dataclass(frozen=True)
+class RankLayout:
+    """Which card each rank of a torchrun job drives, and the job's environment."""
+
+    cards: tuple  # cards[i]: the card rank i (LOCAL_RANK i) drives, as the caller opened it
+    env: dict[str, str]
+
+    @property
+    def ranks(self) -> int:
+        return len(self.cards)
+
+    @property
+    def card_indices(self) -> list[int]:
+        """Each rank's card by the caller's index (the header's and the reports' numbering)."""
+        return [card.index for card in self.cards]
 
 
-def rank_environment(cards: Sequence, environ: Optional[Mapping[str, str]] = None
-                     ) -> dict[str, str]:
-    """The job's environment: this one, with the visible devices narrowed to `cards`."""
+def rank_layout(cards: Sequence[Any], environ: Optional[Mapping[str, str]] = None
+                ) -> RankLayout:
+    """The layout of a job on `cards`: one rank per card, in ascending order of the ids the
+    visible-devices variable gets, with this environment narrowed to them; on a host
+    platform, HOST_RANKS ranks sharing the host."""
     env = dict(os.environ if environ is None else environ)
-    variable = cards[0].platform.visible_devices_env
-    if variable and cards[0].is_accelerator:
-        current = [part.strip() for part in env.get(variable, "").split(",") if part.strip()]
-        env[variable] = ",".join(current[card.index] if card.index < len(current)
-                                 else str(card.index) for card in cards)
-    return env
+    platform = cards[0].platform
+    if not platform.one_rank_per_card:
+        return RankLayout((cards[0],) * HOST_RANKS, env)
+    variable = platform.visible_devices_env
+    if not variable:
+        return RankLayout(tuple(sorted(cards, key=lambda card: card.index)), env)
+    current = [part.strip() for part in env.get(variable, "").split(",") if part.strip()]
+
+    def runtime_id(card: Any) -> int:
+        return int(current[card.index]) if card.index < len(current) else card.index
+
+    ordered = tuple(sorted(cards, key=runtime_id))
+    env[variable] = ",".join(str(runtime_id(card)) for card in ordered)
+    return RankLayout(ordered, env)
+
+
+def rank_count(cards: Sequence[Any]) -> int:
+    """Ranks a job on `cards` starts."""
+    return rank_layout(cards).ranks
+
+
+def rank_environment(cards: Sequence[Any], environ: Optional[Mapping[str, str]] = None
+                     ) -> dict[str, str]:
+    """The environment of a job (or a server) on `cards`: this one, with the visible devices
+    narrowed to them in ascending order."""
+    return rank_layout(cards, environ).env
 
 
 def torchrun_argv(module: str, ranks: int, arguments: Sequence[str], *,
@@ -43,3 +86,38 @@ def torchrun_argv(module: str, ranks: int, arguments: Sequence[str], *,
         argv += [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
                  f"--rdzv-id={run_id}"]
     return [*argv, "-m", module, *arguments]
+
+
+def under_torchrun() -> bool:
+    """Whether this process is a torchrun rank (RANK, WORLD_SIZE and LOCAL_RANK are set)."""
+    return "RANK" in os.environ
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """A rank of a torchrun job, joined: its place in the job and the card it drives."""
+
+    rank: int
+    ranks: int
+    local_rank: int
+    platform: Any
+    card: Any
+
+
+def join_job(device_choice: str) -> RankContext:
+    """In a torchrun rank: die with the launcher, open the card of LOCAL_RANK (the host on a
+    platform whose ranks share it) and join the platform's process group (hccl, nccl, gloo)
+    before anything else touches torch.distributed."""
+    from pytest_ascend.processes import die_with_parent
+
+    die_with_parent()  # a killed launcher takes its ranks with it
+    import torch.distributed as dist
+
+    from pytest_ascend.platforms import choose_platform
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    platform = choose_platform(device_choice)
+    card = platform.open(local_rank if platform.one_rank_per_card else 0)
+    dist.init_process_group(backend=platform.distributed_backend)
+    return RankContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), local_rank,
+                       platform, card)

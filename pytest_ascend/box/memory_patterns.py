@@ -65,7 +65,7 @@ class PatternReport:
 
 def share_to_check(card: Any) -> int:
     """Bytes to check: half the card's free memory, or a fixed amount on a host stand-in."""
-    free = card.memory().free if card.is_accelerator else None
+    free = card.memory().free if card.platform.has_device_memory else None
     if free is None:
         return HOST_STAND_IN_BYTES
     return int(free * SHARE_OF_FREE) // WORD * WORD
@@ -81,6 +81,18 @@ def expected_words(pattern: str, first_word: int, count: int, device: torch.devi
     # within any 8 GiB window.
     return torch.arange(first_word, first_word + count, dtype=torch.int64,
                         device=device).to(torch.int32)
+
+
+def write_pattern(chunk: torch.Tensor, pattern: str, first_word: int) -> None:
+    """Write `pattern` over `chunk` on its device. A constant is a `fill_`: copying a host
+    scalar into a device tensor expands it to the chunk's size on the host first (torch_npu's
+    CopyKernel), 1 GiB of host memory churned per chunk; the address pattern is computed on
+    the device and copied there."""
+    word = PATTERNS[pattern]
+    if word is not None:
+        chunk.fill_(_as_int32(word))
+    else:
+        chunk.copy_(expected_words(pattern, first_word, chunk.numel(), chunk.device))
 
 
 def find_mismatches(region: torch.Tensor, expected: Any, pattern: str, first_word: int,
@@ -121,8 +133,7 @@ def check_memory_patterns(card: Any, nbytes: Optional[int] = None,
     for pattern in PATTERNS:
         first = 0
         for chunk in chunks:
-            chunk.copy_(torch.as_tensor(expected_words(pattern, first, chunk.numel(),
-                                                       chunk.device)))
+            write_pattern(chunk, pattern, first)
             first += chunk.numel()
         card.synchronize()
         first = 0

@@ -106,9 +106,9 @@ def sweep_cards(cards: Sequence[Any], dtype: str, rounds: int = ROUNDS,
 
 
 def link_bytes(card: Any) -> int:
-    """256 MiB between accelerators (well past any latency term); 64 MiB between host
-    stand-ins (past the host's caches, which made 16 MiB copies vary by 40%)."""
-    return 256 << 20 if card.is_accelerator else 64 << 20
+    """256 MiB between cards with their own memory (well past any latency term); 64 MiB
+    between host stand-ins (past the host's caches, which made 16 MiB copies vary by 40%)."""
+    return 256 << 20 if card.platform.has_device_memory else 64 << 20
 
 
 def sweep_links(cards: Sequence[Any], rounds: int = ROUNDS,

@@ -27,10 +27,39 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from pytest_ascend.box.launch import join_job, under_torchrun
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 # A short answer and a long one: enough steps for TPOT, and two chances to diverge.
 DEFAULT_PROMPT_KEYS = ("qa_ai", "long_continuation")
+
+
+# transformers splits a checkpoint by its `tp_plan` from 4.50 (documented from 4.49 as
+# `from_pretrained(tp_plan="auto")`; earlier releases take the keyword for a config field and
+# fail loading, an OSError on 4.45), over DTensor and DeviceMesh, which torch made public in
+# torch.distributed.tensor in 2.5.
+TP_TRANSFORMERS = "4.50"
+TP_TORCH = "2.5"
+
+
+def tensor_parallel_unsupported() -> Optional[str]:
+    """Why this stack cannot split a model with transformers' tensor parallel, in one line
+    naming the installed and the needed versions, or None when it can."""
+    import torch
+    import transformers
+    from packaging.version import Version
+
+    missing = []
+    try:
+        from torch.distributed.tensor import DTensor  # noqa: F401  (public from torch 2.5)
+    except ImportError:
+        missing.append(f"torch >= {TP_TORCH} (DTensor; installed {torch.__version__})")
+    if Version(transformers.__version__) < Version(TP_TRANSFORMERS):
+        missing.append(f"transformers >= {TP_TRANSFORMERS} (from_pretrained tp_plan; "
+                       f"installed {transformers.__version__})")
+    if not missing:
+        return None
+    return f"tensor parallel through tp_plan needs {' and '.join(missing)}"
 
 
 def seed_chat_prompts(tokenizer: Any, keys: Sequence[str]) -> list[str]:
@@ -57,6 +86,11 @@ def _arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="platform kind, or auto (the first present)")
     parser.add_argument("--passes", type=int, default=3, help="timed passes over the prompts")
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--card-indices", default=None,
+                        help="comma-separated: the launcher's index of each local rank's "
+                             "card, in rank order (launch.RankLayout.card_indices), so each "
+                             "rank reports its card as the caller numbers it (default: "
+                             "LOCAL_RANK)")
     args = parser.parse_args(argv)
     unknown = [key for key in args.prompt_keys.split(",") if key not in SEED_PROMPTS]
     if unknown:
@@ -64,7 +98,13 @@ def _arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                      f"{', '.join(SEED_PROMPTS)}")
     if args.new_tokens < 2 or args.passes < 1:
         parser.error("need --new-tokens >= 2 (TPOT needs a decode step) and --passes >= 1")
-    if "RANK" not in os.environ:
+    if args.card_indices is not None:
+        indices = args.card_indices.split(",")
+        if not all(i.strip().isdigit() for i in indices) or len(indices) != int(
+                os.environ.get("LOCAL_WORLD_SIZE", len(indices))):
+            parser.error("--card-indices: give one card index per rank of this node, such "
+                         "as 1,3")
+    if not under_torchrun():
         parser.error("run under torchrun (RANK, WORLD_SIZE and LOCAL_RANK are not set)")
     return args
 
@@ -93,9 +133,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _arguments(argv)
-    from pytest_ascend.processes import die_with_parent
-
-    die_with_parent()  # a killed launcher takes its ranks with it
+    unsupported = tensor_parallel_unsupported()
+    if unsupported is not None:
+        print(f"tensor_parallel: {unsupported}", file=sys.stderr)
+        return 2
     import torch
     import torch.distributed as dist
 
@@ -106,12 +147,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         roofline_metrics,
     )
     from pytest_ascend.model.greedy import greedy_generate
-    from pytest_ascend.platforms import choose_platform
 
-    rank, ranks = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    platform = choose_platform(args.device)
-    card = platform.open(int(os.environ["LOCAL_RANK"]) if platform.is_accelerator else 0)
-    dist.init_process_group(backend=platform.distributed_backend)
+    job = join_job(args.device)
+    rank, ranks, platform, card = job.rank, job.ranks, job.platform, job.card
+    index = (int(args.card_indices.split(",")[job.local_rank])
+             if args.card_indices is not None else card.index)
     new_tokens = args.new_tokens
     say = (lambda line: print(f"tensor_parallel: {line}", file=sys.stderr, flush=True)) \
         if rank == 0 else (lambda line: None)
@@ -126,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = measure_generation(model, tokenizer, prompts, max_new_tokens=new_tokens,
                                     device=card, repetitions=args.passes)
         share = model_cost(model, tp_size=ranks)  # this card's weights and KV heads
-        mine = {"rank": rank, "card": card.name, "index": card.index,
+        mine = {"rank": rank, "card": card.name, "index": index,
                 "weight_bytes": share.weight_bytes_per_step,
                 "bandwidth_gb_s": limits.bandwidth_bytes_per_s / 1e9,
                 "roofline_fraction": roofline_metrics(share, limits,

@@ -117,6 +117,9 @@ def _as_run(source: str, data: Any) -> Union[Run, Skipped]:
     problem = _shape_problem(data)
     if problem is not None:
         return Skipped(source, problem)
+    caveat = data["machine_info"]["ascend"].get("timing_caveat")
+    if caveat:  # recorded by reports.environment: ASCEND_LAUNCH_BLOCKING=1 and the like
+        return Skipped(source, f"timings not comparable: {caveat}")
     return Run(source, data.get("datetime") or "", data["machine_info"], data["benchmarks"])
 
 

@@ -144,7 +144,7 @@ def limit_sizes(device: Any, dtype: str) -> tuple[int, int]:
     matmul sized to take tens of milliseconds (float16 on a CPU is emulated and ~100x
     slower than float32).
     """
-    if device.is_accelerator:
+    if device.platform.has_device_memory:
         free = device.memory().free
         copy_bytes = 1 << 30 if free is None else min(1 << 30, free // 8)
         return copy_bytes, 8192

@@ -6,6 +6,12 @@ describe its stack, its default dtype, its SGLang flags, its collective backend,
 datasheet), and the `DeviceUnderTest` it opens does the measuring. Adding a device kind is
 one new module with one `Platform` subclass, registered under the `pytest_ascend.platforms`
 entry point group (see `pytest_ascend.platforms`); no other module branches on a kind.
+
+Capabilities are asked of the platform by name, as vLLM's `platforms/interface.py` does
+(`is_bf16_supported`, ...): what the device's memory is, how torchrun ranks map onto cards,
+and, per chip, what the chip can compute and serve. A test asks the question it means
+("has this card its own memory?"), never "is this an accelerator?", which stood for several
+different questions and answered some of them wrongly on a 910A.
 """
 
 from __future__ import annotations
@@ -61,7 +67,16 @@ class Platform(ABC):
 
     kind: ClassVar[str]  # the --ascend-device value and the torch device type
     auto_priority: ClassVar[int]  # --ascend-device auto tries platforms lowest first
-    is_accelerator: ClassVar[bool] = True
+    # The device has memory of its own, reported by its allocator and driver (free / total
+    # are the card's); False: memory figures are the host process's (RSS), and transfers
+    # to it need no pinned host memory.
+    has_device_memory: ClassVar[bool] = True
+    # torchrun starts one rank per selected card, rank i on card i; False: every rank shares
+    # the one host device (two ranks, so a collective has two ends).
+    one_rank_per_card: ClassVar[bool] = True
+    # The host CPU itself, what --ascend-device auto falls back to: a real checkpoint there
+    # takes hours.
+    is_host: ClassVar[bool] = False
     default_dtype: ClassVar[str] = "float16"
     visible_devices_env: ClassVar[Optional[str]] = None  # the env var that hides cards
     distributed_backend: ClassVar[str]  # torch.distributed backend for collectives
@@ -103,6 +118,31 @@ class Platform(ABC):
 
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         """Published peak figures for a device of this kind, if any are known."""
+        return None
+
+    def bf16_unsupported(self, device: "DeviceUnderTest") -> Optional[str]:
+        """Why `device` cannot compute in bfloat16 (one line naming the chip), or None when
+        it can."""
+        return None
+
+    def float32_matmul_reduced(self, device: "DeviceUnderTest") -> Optional[str]:
+        """Why a float32 matmul on `device` does not run in float32 as configured (a reduced
+        precision the runtime picks), or None when it does."""
+        return None
+
+    def sglang_unsupported(self, device: "DeviceUnderTest") -> Optional[str]:
+        """Why SGLang cannot serve on `device` (one line naming the chip and what SGLang
+        supports), or None when it can."""
+        return None
+
+    def first_use_compile_s(self, device: "DeviceUnderTest") -> float:
+        """Seconds the first use of operators may spend compiling them on `device` (0 when
+        kernels are prebuilt): warm-up and watchdog budgets add it."""
+        return 0.0
+
+    def timing_caveat(self, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+        """Why timings taken under `environ` (default: this process's) do not measure the
+        device (a launch-blocking debug switch), or None."""
         return None
 
     def __repr__(self) -> str:

@@ -22,7 +22,9 @@ from pytest_ascend.platforms.facts import cpu_model_name
 class CpuPlatform(Platform):
     kind = "cpu"
     auto_priority = 1000  # the fall-back when no accelerator stack is installed
-    is_accelerator = False
+    has_device_memory = False  # the process's resident set is the only figure
+    one_rank_per_card = False  # torchrun ranks share the host
+    is_host = True
     default_dtype = "float32"
     distributed_backend = "gloo"
     sglang_flags = ("--device", "cpu", "--attention-backend", "torch_native")

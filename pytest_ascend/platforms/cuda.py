@@ -3,8 +3,9 @@ runtime and driver versions as facts, and NVIDIA's datasheet figures."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pytest_ascend.platforms.base import (
     DatasheetPeak,
@@ -94,6 +95,20 @@ class CudaPlatform(Platform):
 
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         return lookup_datasheet(DATASHEETS, device_name)
+
+    def bf16_unsupported(self, device: Any) -> Optional[str]:
+        import torch
+
+        with torch.cuda.device(device.index):
+            supported = torch.cuda.is_bf16_supported()
+        return None if supported else f"{device.name} has no bfloat16 (compute capability < 8.0)"
+
+    def timing_caveat(self, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+        environ = os.environ if environ is None else environ
+        if environ.get("CUDA_LAUNCH_BLOCKING", "0") not in ("", "0"):
+            return ("CUDA_LAUNCH_BLOCKING=1 serialises every kernel launch with the host: "
+                    "timings do not measure the device")
+        return None
 
 
 def _nvidia_driver() -> str:

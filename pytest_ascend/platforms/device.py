@@ -17,6 +17,7 @@ every version this project supports.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -28,6 +29,18 @@ import torch
 
 if TYPE_CHECKING:
     from pytest_ascend.platforms.base import Platform
+
+# torch_npu's mem_get_info fills one global struct and hands Python a reference to it
+# (Ascend/pytorch, torch_npu/csrc/npu/Module.cpp: `NPUDeviceMem memory;` filled by
+# GetDeviceMemories under an NPUGuard, bound with return_value_policy::reference), and
+# get_device_properties does the same with one static `prop`. Two threads asking for two
+# cards can each read the other's figures. Every query of the driver's free / total in this
+# process goes through `DeviceUnderTest.memory()`, which holds this lock from the call until
+# the figures are copied into Python ints; so the sampler threads (measure.memory,
+# serving.health) and the main thread never interleave there. A lock rather than sampling
+# only allocator counters: the server-health sampler needs the driver's free figure (the
+# server's memory is in another process), which only mem_get_info gives.
+DRIVER_QUERY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -116,10 +129,6 @@ class DeviceUnderTest(ABC):
     def kind(self) -> str:
         return self.platform.kind
 
-    @property
-    def is_accelerator(self) -> bool:
-        return self.platform.is_accelerator
-
     def __repr__(self) -> str:
         return f"<DeviceUnderTest {self.torch_device} {self.name!r}>"
 
@@ -167,10 +176,11 @@ class AcceleratorDevice(DeviceUnderTest):
 
     def memory(self) -> MemorySnapshot:
         b, i = self.backend, self.index
-        if hasattr(b, "mem_get_info"):
-            free, total = b.mem_get_info(i)
-        else:  # absent from the torch_npu 5.0.x releases (e.g. 2.1.0); added in 6.0.rc1
-            free, total = None, b.get_device_properties(i).total_memory
+        with DRIVER_QUERY_LOCK:  # the runtime's answer is shared state: see the lock
+            if hasattr(b, "mem_get_info"):
+                free, total = (int(value) for value in b.mem_get_info(i))
+            else:  # absent from the torch_npu 5.0.x releases (e.g. 2.1.0); added in 6.0.rc1
+                free, total = None, int(b.get_device_properties(i).total_memory)
         return MemorySnapshot(
             allocated=int(b.memory_allocated(i)),
             reserved=int(b.memory_reserved(i)),

@@ -3,8 +3,11 @@
 A benchmark is only comparable with another taken on the same stack, so every run records
 the host, the packages and the device platform's own facts (on npu: CANN, driver, firmware,
 chip; on cuda: the CUDA runtime and driver), plus the environment variables that change
-device behaviour. The keys are the same on every device kind: every registered platform's
-fact keys are present, None where unknown, and a fact that cannot be read is None, never an
+device behaviour (on npu the launch queue, inf/nan mode, operator init, core binding, HCCL
+determinism: the platform's `recorded_env_vars`). `timing_caveat` says when the run's
+timings do not measure the device (ASCEND_LAUNCH_BLOCKING=1): the history does not compare
+such a run. The keys are the same on every device kind: every registered platform's fact
+keys are present, None where unknown, and a fact that cannot be read is None, never an
 exception.
 """
 
@@ -55,6 +58,7 @@ def gather_environment(device: Any) -> dict[str, Any]:
     env.update({key: facts.get(key) for key in device_platform.fact_keys})
     recorded = {*HOST_ENV_VARS, *(name for each in platforms for name in _env_vars_of(each))}
     env["env_vars"] = {k: v for k, v in sorted(os.environ.items()) if _matches(k, recorded)}
+    env["timing_caveat"] = safe(device_platform.timing_caveat)
     return env
 
 

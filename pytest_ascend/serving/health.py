@@ -24,7 +24,8 @@ class ServerHealthSampler(PeriodicSampler):
                  gone: Callable[[], Optional[str]] = lambda: None) -> None:
         super().__init__(interval_s)
         self.pid = pid
-        self.device = device if device is not None and device.is_accelerator else None
+        self.device = (device if device is not None and device.platform.has_device_memory
+                       else None)
         self.gone = gone
         self.samples: list = []  # (seconds, server RSS bytes or None, device used or None)
         self.exit: Optional[str] = None  # why the server went away, when it did

@@ -16,6 +16,7 @@ from pytest_ascend.box.card_checks import (
     box_sizes,
     copy_bandwidth_kernel,
     matmul_accuracy,
+    matmul_not_applicable,
 )
 from pytest_ascend.box.memory_patterns import check_memory_patterns
 from pytest_ascend.box.render import write_box_json
@@ -30,6 +31,9 @@ ROUNDS = 10
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
 def test_matmul_matches_float64(ascend_card, dtype, record_property):
+    reason = matmul_not_applicable(ascend_card, dtype)
+    if reason is not None:
+        pytest.skip(f"card {ascend_card.index}: {reason}")
     accuracy = matmul_accuracy(ascend_card, dtype)
     record_property("card", ascend_card.index)
     record_property("relative_error", accuracy.error)

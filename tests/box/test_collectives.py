@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pytest_ascend.box.collectives import OPERATIONS
-from pytest_ascend.box.launch import rank_count, rank_environment, torchrun_argv
+from pytest_ascend.box.launch import rank_layout, torchrun_argv
 from pytest_ascend.processes import run_helper
 
 pytestmark = pytest.mark.npu
@@ -17,15 +17,16 @@ TIMEOUT_S = 600
 
 
 def _size_range(card):
-    """nccl-tests' sweep on an accelerator; a short one where the ranks share a host."""
-    return ("8", "1G", "2") if card.is_accelerator else ("8", "1M", "4")
+    """nccl-tests' sweep with a rank per card; a short one where the ranks share a host."""
+    return ("8", "1G", "2") if card.platform.one_rank_per_card else ("8", "1M", "4")
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_collective(benchmark, operation, ascend_cards, ascend_plan, tmp_path,
                     ascend_progress):
     card = ascend_cards[0]
-    ranks = rank_count(ascend_cards)
+    layout = rank_layout(ascend_cards)  # rank i drives layout.cards[i]
+    ranks = layout.ranks
     low, high, factor = _size_range(card)
     out = tmp_path / f"{operation}.json"
     argv = torchrun_argv("pytest_ascend.box.collectives", ranks, [
@@ -33,8 +34,7 @@ def test_collective(benchmark, operation, ascend_cards, ascend_plan, tmp_path,
         "-b", low, "-e", high, "-f", factor])
     ascend_progress(f"{operation}: {ranks} ranks on {card.kind} ({card.name}), sizes {low} to "
                     f"{high} bytes, x{factor}")
-    env = rank_environment(ascend_cards)
-    proc = benchmark.pedantic(run_helper, args=(argv, TIMEOUT_S), kwargs={"env": env},
+    proc = benchmark.pedantic(run_helper, args=(argv, TIMEOUT_S), kwargs={"env": layout.env},
                               rounds=1, iterations=1)
     assert out.exists(), f"torchrun wrote no results (exit {proc.returncode}): " \
                          f"{proc.stderr[-1500:]}"
@@ -43,7 +43,8 @@ def test_collective(benchmark, operation, ascend_cards, ascend_plan, tmp_path,
     results = report["results"]
     peak = max(r["busbw_gb_s"] for r in results)
     benchmark.extra_info.update(
-        ranks=ranks, backend=report["backend"], dtype=report["dtype"], busbw_gb_s=peak,
+        ranks=ranks, card_by_rank=layout.card_indices, backend=report["backend"],
+        dtype=report["dtype"], busbw_gb_s=peak,
         sizes=[r["bytes"] for r in results], time_us=[r["time_us"] for r in results],
         algbw_gb_s_by_size=[r["algbw_gb_s"] for r in results],
         busbw_gb_s_by_size=[r["busbw_gb_s"] for r in results])

@@ -4,13 +4,16 @@
 import pytest
 import torch
 
-from pytest_ascend.box.card_checks import MATMUL_SIZE, matmul_accuracy
+from pytest_ascend.box.card_checks import MATMUL_SIZE, matmul_accuracy, matmul_not_applicable
 
 pytestmark = pytest.mark.npu
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
 def test_matmul_matches_float64_reference(npu_device, dtype, record_property):
+    reason = matmul_not_applicable(npu_device, dtype)
+    if reason is not None:
+        pytest.skip(reason)
     accuracy = matmul_accuracy(npu_device, dtype)
     record_property("relative_error", accuracy.error)
     assert accuracy.finite, f"{dtype} matmul produced inf/NaN"

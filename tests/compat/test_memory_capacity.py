@@ -22,7 +22,7 @@ def test_weights_occupy_parameters_times_dtype_bytes(
     model_under_test, npu_device, ascend_settings, record_property
 ):
     expected = model_under_test.parameters * DTYPE_BYTES[model_under_test.dtype]
-    if npu_device.is_accelerator:
+    if npu_device.platform.has_device_memory:
         used = model_under_test.memory_after.allocated - model_under_test.memory_before.allocated
         upper = 1.10 * expected
     else:

@@ -10,14 +10,20 @@ import json
 import pytest
 import torch
 
-from pytest_ascend.box.launch import rank_count, rank_environment, torchrun_argv
-from pytest_ascend.box.tensor_parallel import DEFAULT_PROMPT_KEYS, logits_path, seed_chat_prompts
+from pytest_ascend.box.launch import rank_layout, torchrun_argv
+from pytest_ascend.box.tensor_parallel import (
+    DEFAULT_PROMPT_KEYS,
+    logits_path,
+    seed_chat_prompts,
+    tensor_parallel_unsupported,
+)
 from pytest_ascend.measure.generation import measure_generation
 from pytest_ascend.measure.roofline import roofline_metrics
 from pytest_ascend.model.arithmetic import attention_heads, kv_heads
-from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
+from pytest_ascend.model.compare import compare_greedy
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.loading import resolve_model_dir
+from pytest_ascend.numerics.tolerance import tie_margin
 from pytest_ascend.processes import run_helper
 
 pytestmark = pytest.mark.npu
@@ -30,7 +36,11 @@ class TensorParallelJob:
     """The torchrun job for the session's model on the selected cards, run on demand."""
 
     def __init__(self, plan, cards, model_config, out, progress):
-        self.ranks = rank_count(cards)
+        unsupported = tensor_parallel_unsupported()
+        if unsupported is not None:
+            pytest.skip(unsupported)
+        self.layout = rank_layout(cards)  # rank i drives layout.cards[i]
+        self.ranks = self.layout.ranks
         self.cards, self.out, self.progress = cards, out, progress
         splits = (attention_heads(model_config), kv_heads(model_config))
         if self.ranks < 2:
@@ -44,13 +54,14 @@ class TensorParallelJob:
         self.argv = torchrun_argv("pytest_ascend.box.tensor_parallel", self.ranks, [
             "--model", str(model_dir), "--dtype", plan.dtype, "--device", cards[0].kind,
             "--new-tokens", str(NEW_TOKENS), "--prompt-keys", ",".join(DEFAULT_PROMPT_KEYS),
+            "--card-indices", ",".join(map(str, self.layout.card_indices)),
             "--out", str(out), *extra])
         self.report = None
 
     def run(self):
         self.progress(f"tensor parallel: {self.ranks} ranks on {self.cards[0].kind} "
                       f"({self.cards[0].name}), loading and decoding")
-        proc = run_helper(self.argv, TIMEOUT_S, env=rank_environment(self.cards))
+        proc = run_helper(self.argv, TIMEOUT_S, env=self.layout.env)
         assert proc.returncode == 0 and self.out.exists(), (
             f"the tensor-parallel job failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
         self.report = json.loads(self.out.read_text())
@@ -90,6 +101,7 @@ def test_tensor_parallel_decode(benchmark, tensor_parallel_job, model, tokenizer
         ttft_ms=split["ttft_ms"], tpot_ms=split["tpot_ms"],
         output_tokens_per_s=split["output_tokens_per_s"],
         roofline_fraction=min(fractions), roofline_fraction_by_card=fractions,
+        card_by_rank=[card["index"] for card in cards],
         bandwidth_gb_s_by_card=[card["bandwidth_gb_s"] for card in cards],
         weight_bytes_by_card=[card["weight_bytes"] for card in cards],
         tpot_ms_tp1=single_metrics["tpot_ms"],
@@ -102,6 +114,8 @@ def test_tensor_parallel_decode(benchmark, tensor_parallel_job, model, tokenizer
         f"{single_metrics['tpot_ms']:.2f} ms at TP 1 "
         f"(roofline {single_metrics['roofline_fraction']:.2f})")
     assert report["tp_size"] == tensor_parallel_job.ranks == len(cards)
+    # each rank reported the card it drove, as the session numbers it
+    assert [card["index"] for card in cards] == tensor_parallel_job.layout.card_indices
     assert split["output_tokens"] == NEW_TOKENS
     whole = sum(p.numel() * p.element_size() for p in model.parameters())
     for card in cards:
@@ -117,7 +131,7 @@ def test_tensor_parallel_greedy_equals_single_card(tensor_parallel_job, model, t
     the model was nearly undecided (the near-tie rule of the batch tests)."""
     report = tensor_parallel_job.result()
     reference = greedy_generate(model, tokenizer, prompts, NEW_TOKENS, ignore_eos=True)
-    tolerance = TIE_MARGIN[ascend_plan.dtype]
+    tolerance = tie_margin(ascend_plan.dtype, layers=model.config.num_hidden_layers)
     for key, expected, tokens, logits in zip(DEFAULT_PROMPT_KEYS, reference, report["tokens"],
                                              report["logits"]):
         assert len(tokens) == NEW_TOKENS

@@ -77,7 +77,8 @@ def _nominal(timing, stretch):
 class BoxPlatform(Platform):
     kind = "boxacc"
     auto_priority = 900
-    is_accelerator = False
+    has_device_memory = False  # stand-in cards: host memory and the host clock
+    one_rank_per_card = False
     default_dtype = "float32"
     visible_devices_env = "BOXACC_VISIBLE_DEVICES"
     distributed_backend = "gloo"

@@ -140,13 +140,13 @@ def test_auto_opens_the_first_platform_present():
     first = next(p for p in all_platforms() if p.present())
     dut = resolve_device("auto")
     assert dut.kind == first.kind and type(dut.platform) is type(first)
-    assert dut.is_accelerator == first.is_accelerator
+    assert dut.platform.has_device_memory == first.has_device_memory
 
 
 def test_cpu_is_tried_last_and_is_always_present():
     platforms = all_platforms()
     assert [p.kind for p in platforms[:2]] == ["npu", "cuda"] and platforms[-1].kind == "cpu"
-    assert get_platform("cpu").present() and not resolve_device("cpu").is_accelerator
+    assert get_platform("cpu").present() and resolve_device("cpu").platform.is_host
 
 
 def test_auto_prefers_cuda_when_available(monkeypatch):

@@ -28,8 +28,10 @@ NPU_SMI = """\
 
 def test_npu_smi_table_gives_chip_bus_and_hbm_per_npu():
     assert parse_npu_smi(NPU_SMI) == [
-        {"npu": 0, "name": "910B3", "bus_id": "0000:c1:00.0", "hbm_total_mb": 65536},
-        {"npu": 1, "name": "910B3", "bus_id": "0000:01:00.0", "hbm_total_mb": 65536},
+        {"npu": 0, "chip": 0, "name": "910B3", "bus_id": "0000:c1:00.0",
+         "hbm_total_mb": 65536},
+        {"npu": 1, "chip": 0, "name": "910B3", "bus_id": "0000:01:00.0",
+         "hbm_total_mb": 65536},
     ]
 
 
@@ -56,4 +58,18 @@ def test_cpu_environment_is_complete_and_serialisable():
     env = gather_environment(CpuDevice())
     assert env["device_kind"] == "cpu" and env["torch"] and env["memory_total"] > 0
     assert env["cann"] is None and env["npu_chip"] is None and env["torch_npu"] is None
+    assert env["timing_caveat"] is None
     json.dumps(env)
+
+
+BOX_SETTINGS = {"TASK_QUEUE_ENABLE": "2", "INF_NAN_MODE_ENABLE": "1", "ACL_OP_INIT_MODE": "1",
+                "CPU_AFFINITY_CONF": "1", "HCCL_DETERMINISTIC": "true"}
+
+
+def test_the_box_settings_that_change_results_are_recorded(monkeypatch):
+    """The launch queue, inf/nan saturation, operator init, core binding and HCCL
+    determinism change what a run measures: a result must say how they were set."""
+    for name, value in BOX_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    env = gather_environment(CpuDevice())
+    assert {k: env["env_vars"].get(k) for k in BOX_SETTINGS} == BOX_SETTINGS
