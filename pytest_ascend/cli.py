@@ -8,11 +8,20 @@ stack is slower"), 2 bad usage or nothing to compare, 3 an internal error of thi
 `pytest-ascend golden record --out DIR` writes the golden outputs a later run compares
 with (`pytest -m npu --ascend-golden=DIR`). Exit codes: 0 written, 2 bad usage (a golden
 already there without --force, a model that cannot load), 3 an internal error.
+
+`pytest-ascend plan --box=8x32GiB --model=DIR` shows where a session would put the suite's
+model, the torchrun jobs and (--sglang) the SGLang server on a described box: the session's
+own planner (box.placement), with no device and no weights (it reads config.json). Exit
+codes: 0 a plan printed (parts that do not fit are listed as skipped, with why), 2 bad
+usage (a --box it cannot read, a model directory without a usable config.json), 3 an
+internal error.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -108,13 +117,45 @@ def build_parser() -> argparse.ArgumentParser:
                         help="allow the checkpoint's own modelling code")
     record.add_argument("--force", action="store_true",
                         help="replace a golden already in --out")
+    plan = commands.add_parser(
+        "plan", help="show where the suite's model, torchrun jobs and SGLang server go on a box",
+        description="Dry-run the session's placement plan on a described box: no device and no "
+        "weights are needed, only the model's config.json. Every card is taken as empty "
+        "(free = capacity).")
+    plan.add_argument("--box", required=True, metavar="NxSIZE",
+                      help="the cards: count x capacity with a unit, e.g. 8x32GiB (Atlas "
+                      "800T), 8x64GiB (800T A2), 16x64GiB (A3), 1x80GB (H100)")
+    plan.add_argument("--model", required=True, metavar="DIR|tiny",
+                      help="checkpoint directory (only its config.json is read), or tiny")
+    plan.add_argument("--sglang", action="store_true",
+                      help="also place the server --sglang-launch starts")
+    plan.add_argument("--dtype", default="float16", choices=DTYPE_CHOICES,
+                      help="dtype the model runs in (default float16)")
+    plan.add_argument("--json", action="store_true",
+                      help='print {"cards": [...], "skipped": {...}} instead of a table')
     return parser
+
+
+_BOX = re.compile(r"(\d+)\s*x\s*(\d+(?:\.\d+)?)\s*(GiB|GB|TiB|TB)", re.IGNORECASE)
+_UNITS = {"gib": 1 << 30, "gb": 10**9, "tib": 1 << 40, "tb": 10**12}
+BOX_FORM = "COUNTxSIZE with a unit (GiB, GB, TiB, TB), e.g. 8x32GiB or 1x141GB"
+
+
+def parse_box(text: str) -> tuple[int, int]:
+    """(card count, bytes per card) of a --box value; ValueError saying what is wrong."""
+    match = _BOX.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"--box {text!r}: not {BOX_FORM}")
+    count, size = int(match.group(1)), float(match.group(2))
+    if count < 1 or size <= 0:
+        raise ValueError(f"--box {text!r}: the count and the size must be positive ({BOX_FORM})")
+    return count, int(size * _UNITS[match.group(3).lower()])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"history": run_history,
+    command = {"history": run_history, "plan": run_plan,
                "golden": run_golden if getattr(args, "golden_command", None) else None
                }.get(args.command)
     if command is None:
@@ -144,6 +185,22 @@ def run_golden(args: argparse.Namespace) -> int:
     positions = sum(len(p.tokens) for p in golden.prompts)
     print(f"wrote {golden.describe()} into {args.out}: {len(golden.prompts)} prompts, "
           f"{positions} positions, perplexity {golden.perplexity['perplexity']:.6g}")
+    return EXIT_OK
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from pytest_ascend.box.placement import CardMemory, model_config, plan_placement
+
+    try:
+        count, capacity = parse_box(args.box)
+        config = model_config(args.model)
+    except ValueError as exc:
+        print(f"pytest-ascend plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    cards = [CardMemory(index, capacity, capacity) for index in range(count)]
+    placement = plan_placement(cards, config, args.dtype, sglang=args.sglang,
+                               torchrun=count >= 2)
+    print(json.dumps(placement.to_json(), indent=2) if args.json else placement.table())
     return EXIT_OK
 
 

@@ -29,6 +29,9 @@ class SessionPlan:
     # cards holds it (the single-card tests skip with it); None when it fits.
     single_card_problem: Optional[str] = None
     golden: Optional[Any] = None  # numerics.golden.Golden of --ascend-golden, checked
+    # box.placement.Placement: which card holds the model, the torchrun jobs and a launched
+    # SGLang server; None where the model's config cannot be sized or makes no sense here.
+    placement: Optional[Any] = None
 
 
     @property
@@ -50,8 +53,24 @@ class SessionPlan:
     def asserts_performance(self) -> bool:
         """Performance bounds hold a real model to account. On the built-in tiny model a
         smoke run asserts correctness and reports performance (its timings say nothing of
-        the hardware, and a shared CPU moves them by 10x), unless --ascend-assert-perf."""
+        the hardware, and a shared CPU moves them by 10x), unless --ascend-assert-perf.
+        Never under a launch-blocking debug switch (`timing_caveat`): its timings measure the
+        host's serialisation, not the device."""
+        if self.timing_caveat is not None:
+            return False
         return not self.smoke or self.settings.assert_perf
+
+    @cached_property
+    def timing_caveat(self) -> Optional[str]:
+        """Why this session's timings do not measure the device (ASCEND_LAUNCH_BLOCKING=1),
+        or None; the header warns with it and the history does not compare the run."""
+        return self.device.platform.timing_caveat()
+
+    @cached_property
+    def compile_allowance_s(self) -> float:
+        """Seconds a test may spend compiling operators on their first use (a 910A with JIT
+        on: minutes), on top of its timeout; 0 where kernels are prebuilt."""
+        return float(self.device.platform.first_use_compile_s(self.device))
 
     @property
     def device_chosen_by_auto(self) -> bool:
@@ -61,7 +80,7 @@ class SessionPlan:
     def model_sensible_here(self) -> bool:
         """A real checkpoint on a CPU that auto fell back to is a mistake, not a test run:
         a 14B model would take hours. An explicit --ascend-device cpu is the user's call."""
-        return self.smoke or self.device.is_accelerator or not self.device_chosen_by_auto
+        return self.smoke or not self.device.platform.is_host or not self.device_chosen_by_auto
 
 
 def plan_session(settings: AscendSettings) -> SessionPlan:
@@ -73,7 +92,36 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, cards, dtype, dtype_source)
-    return replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings))
+    plan = replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings))
+    return _with_placement(plan)
+
+
+def _with_placement(plan: SessionPlan) -> SessionPlan:
+    """The plan with its placement (box.placement) made from the selected cards' free memory
+    now, and the single-card tests' skip reason where card 0 cannot hold the model with its
+    headroom. Without a sizeable config the launched server keeps SGLang's own sizing, as
+    it does on a device without memory of its own: there the "card" is the host's RAM,
+    shared and moving, so the plan reports the model and gates nothing."""
+    from pytest_ascend.box.placement import CardMemory, model_config, plan_placement
+
+    if not plan.model_sensible_here:
+        return plan
+    try:
+        config = model_config(plan.settings.model)
+    except ValueError:
+        return plan
+    memory = [(card, card.memory()) for card in plan.cards]
+    cards = [CardMemory(card.index, snap.total, snap.total if snap.free is None else snap.free)
+             for card, snap in memory]
+    settings, platform = plan.settings, plan.device.platform
+    placement = plan_placement(
+        cards, config, plan.dtype, torchrun=len(cards) >= 2 and platform.one_rank_per_card,
+        sglang=bool(platform.has_device_memory and settings.sglang_launch
+                    and not settings.sglang_url))
+    problem = plan.single_card_problem
+    if problem is None and platform.has_device_memory:
+        problem = placement.single_card_problem(config, plan.dtype)
+    return replace(plan, placement=placement, single_card_problem=problem)
 
 
 def _open_cards(settings: AscendSettings) -> tuple:
@@ -150,4 +198,10 @@ def skip_reason(
             return "slow test: enable with --ascend-run-slow (or PYTEST_ASCEND_RUN_SLOW=1)"
     if sglang and not (plan.settings.sglang_url or plan.settings.sglang_launch):
         return "needs a live SGLang server: pass --sglang-url URL or --sglang-launch"
+    if sglang and plan.settings.sglang_launch:
+        unsupported = plan.device.platform.sglang_unsupported(plan.device)
+        if unsupported is not None:
+            return f"--sglang-launch: {unsupported}"
+    if sglang and plan.placement is not None and "sglang" in plan.placement.skipped:
+        return f"--sglang-launch: {plan.placement.skipped['sglang']}"
     return None

@@ -41,6 +41,11 @@ def header_lines(plan: Any) -> list[str]:
         f"(--ascend-devices {settings.devices.text}): "
         + "; ".join(_card_text(card) for card in plan.card_facts),
         *golden,
+        *(f"pytest-ascend: placement: {line}"
+          for line in (plan.placement.lines() if plan.placement is not None else ())),
+        *([] if plan.timing_caveat is None else [
+            f"pytest-ascend: WARNING {plan.timing_caveat}; performance is reported, not "
+            f"asserted, and the history does not compare this run"]),
     ]
 
 
@@ -58,7 +63,7 @@ def ascend_block(
     sglang_server: Optional[dict] = None,
 ) -> dict[str, Any]:
     """The run's provenance: device, stack versions, model, dtype, smoke flag, device limits
-    and the SGLang server tested.
+    and the SGLang server tested, and the placement plan (`pytest-ascend plan --json`'s form).
 
     `model` is the loaded ModelUnderTest (None when no test loaded it: then only the spec is
     known); `limits` the measured DeviceLimits and `sglang_server` the server's own account
@@ -75,5 +80,6 @@ def ascend_block(
         cards=plan.card_facts,
         device_limits=limits.report() if limits is not None else None,
         sglang_server=sglang_server,
+        placement=plan.placement.to_json() if plan.placement is not None else None,
     )
     return block

@@ -35,7 +35,6 @@ from pytest_ascend.model.arithmetic import (
     parameter_count,
     split_sizes,
 )
-from pytest_ascend.platforms import DeviceUnavailable, get_platform
 
 # Weights may take at most this share of a device: the rest is KV cache and activations.
 # Above it a deployment serves too few tokens to be useful (Qwen2.5-14B's 29.5 GB of
@@ -51,6 +50,7 @@ FRAMEWORK_MARGIN_BYTES = 256 << 20
 # command when sglang itself is not importable here.
 KNOWN_SGLANG_FLAGS = frozenset({
     "--model-path", "--host", "--port", "--device", "--attention-backend", "--tp-size",
+    "--tp", "--tensor-parallel-size",
     "--dtype", "--context-length", "--mem-fraction-static", "--max-total-tokens",
     "--max-running-requests", "--chunked-prefill-size", "--trust-remote-code",
     "--sampling-backend", "--served-model-name", "--log-level", "--enable-cache-report",
@@ -114,7 +114,7 @@ def serving_config(
     for tp in split_sizes(heads):
         kv_per_device = kv_bytes_per_card(model_config, element, tp)
         weights_per_device = math.ceil(weights / tp)
-        reserve = FRAMEWORK_MARGIN_BYTES + _activation_bytes(model_config, tp, element)
+        reserve = FRAMEWORK_MARGIN_BYTES + activation_bytes(model_config, tp, element)
         pool = free_bytes - weights_per_device - reserve
         tokens = pool // kv_per_device if pool > 0 else 0
         tried.append(f"tp {tp}: {tokens} tokens")
@@ -135,33 +135,32 @@ def serving_config(
     )
 
 
-def _activation_bytes(model_config: Any, tp: int, element: int) -> int:
-    """Intermediate tensors of one prefill chunk: a few hidden-size buffers and the gated
-    MLP's three intermediate-size ones (split across TP ranks)."""
+def activation_bytes(model_config: Any, tp: int, element: int,
+                     tokens: int = PREFILL_CHUNK_TOKENS) -> int:
+    """Intermediate tensors of a prefill of `tokens` positions (by default one chunk): a few
+    hidden-size buffers and the gated MLP's three intermediate-size ones (split across TP
+    ranks)."""
     hidden = config_value(model_config, "hidden_size")
     inter = config_value(model_config, "intermediate_size")
-    return PREFILL_CHUNK_TOKENS * (4 * hidden + 3 * inter // tp) * element
+    return tokens * (4 * hidden + 3 * inter // tp) * element
 
 
 def launch_command(
     config: Optional[ServingConfig],
     model_path: str,
     *,
-    device: str,
+    platform: Any,
     host: str = "127.0.0.1",
     port: int = 30000,
     python: str = "python",
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """argv of `python -m sglang.launch_server` on a `device` kind (a platform's: npu, cuda,
-    cpu, ...), with `config`'s sizing (None: SGLang's own). Every flag is checked against
+    """argv of `python -m sglang.launch_server` on `platform`'s device (a platforms.Platform:
+    it says which flags its SGLang needs), with `config`'s sizing (None: SGLang's own) and
+    `extra_args`. The one place a launch command is built; every flag is checked against
     SGLang's arguments."""
-    try:
-        flags = get_platform(device).sglang_flags
-    except DeviceUnavailable as exc:
-        raise DeployError(str(exc)) from None
     argv = [python, "-m", "sglang.launch_server", "--model-path", str(model_path),
-            "--host", host, "--port", str(int(port)), *flags,
+            "--host", host, "--port", str(int(port)), *platform.sglang_flags,
             *(config.launch_args() if config is not None else ()), *extra_args]
     check_sglang_flags(argv[3:])
     return argv
@@ -171,12 +170,12 @@ def launch_script(
     config: ServingConfig,
     model_path: str,
     *,
-    device: str,
+    platform: Any,
     host: str = "127.0.0.1",
     port: int = 30000,
 ) -> str:
     """A bash script that starts the SGLang server for `config`; every value shell-quoted."""
-    argv = launch_command(config, model_path, device=device, host=host, port=port)
+    argv = launch_command(config, model_path, platform=platform, host=host, port=port)
     lines = [shlex.join(argv[:3])]
     rest = argv[3:]
     i = 0

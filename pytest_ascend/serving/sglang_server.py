@@ -2,7 +2,8 @@
 
 `session_server(plan, log_dir, progress)` is the one entry point: it connects to
 --sglang-url, or launches `python -m sglang.launch_server` for the session's model on the
-device under test, and yields a `SessionServer` (its client, what it says about itself, and
+cards the session's placement plan gave the server (box.placement: never sharing a card
+with the suite's own model unless both fit, with a computed --mem-fraction-static), and yields a `SessionServer` (its client, what it says about itself, and
 the process we own, if any) until the block ends.
 
 Lessons from vLLM's RemoteOpenAIServer and SGLang's popen_launch_server, minus their bugs:
@@ -17,7 +18,6 @@ server's output goes to a log file whose tail is attached to failures.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -172,54 +172,55 @@ _FATAL = re.compile(r"address already in use|^Traceback \(most recent call last\
 
 def launch_argv(
     python: str, model_dir: Path, *, platform: Any, dtype: str, port: int,
-    extra_args: Sequence[str] = (),
+    placed: Optional[Any] = None, extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """`python -m sglang.launch_server` for a model on a platform's device, with the
-    platform's defaults for a session's server unless `extra_args` sets them."""
+    """`python -m sglang.launch_server` for a session's server on `platform`'s device, built
+    by deploy.launch_command: the session's dtype, the platform's defaults for a session's
+    server, and the placement plan's `--tp-size` and `--mem-fraction-static` (`placed`, the
+    plan's sglang part), each unless `extra_args` (--sglang-arg) sets it."""
     from pytest_ascend.serving.deploy import launch_command
 
-    ours = ["--dtype", dtype]
-    for flag, value in platform.sglang_server_defaults:
-        if flag not in extra_args:
-            ours += [flag, value]
-    return launch_command(None, str(model_dir), device=platform.kind, port=port, python=python,
-                          extra_args=ours) + list(extra_args)
+    given = {_ALIASES.get(flag, flag) for flag in
+             (arg.split("=", 1)[0] for arg in extra_args if arg.startswith("--"))}
+    ours = [("--dtype", dtype), *platform.sglang_server_defaults]
+    if placed is not None:
+        ours.append(("--tp-size", str(placed.tp)))
+        # Without memory of its own the "card" is the host's RAM, shared with everything on
+        # it: SGLang's CPU backend sizes itself there, and a fraction computed from a moving
+        # `available` figure could make it refuse to start.
+        if placed.mem_fraction_static is not None and platform.has_device_memory:
+            ours.append(("--mem-fraction-static", f"{placed.mem_fraction_static:.4f}"))
+    args = [part for flag, value in ours if flag not in given for part in (flag, value)]
+    return launch_command(None, str(model_dir), platform=platform, port=port, python=python,
+                          extra_args=[*args, *extra_args])
+
+
+# Other spellings SGLang takes for the flags above (sgl-project/sglang,
+# docs/advanced_features/server_arguments.md: `--tp 2`, `tensor-parallel-size: 2`).
+_ALIASES = {"--tp": "--tp-size", "--tensor-parallel-size": "--tp-size"}
 
 
 def launch_env(cards: Sequence[Any]) -> dict:
-    """This process's environment, its visible devices narrowed to the selected cards, plus
+    """This process's environment, its visible devices narrowed to the server's cards, plus
     what the platform's SGLang needs."""
     from pytest_ascend.box.launch import rank_environment
 
     return {**rank_environment(cards), **cards[0].platform.sglang_env}
 
 
-def tensor_parallel_args(model_dir: Path, cards: Sequence[Any], dtype: str,
-                         extra_args: Sequence[str]) -> list[str]:
-    """`--tp-size` for a server on several selected cards: the size deploy.serving_config
-    picks for the model on the least free of them (the smallest that leaves room for a
-    full-length request's KV). One card keeps SGLang's default, as does an --sglang-arg
-    that sets it. Raises ServerError when the selected cards are too few."""
-    from pytest_ascend.model.arithmetic import config_value
-    from pytest_ascend.serving.deploy import DeployError, serving_config
-
-    frees = [card.memory().free for card in cards]
-    if len(cards) < 2 or None in frees or any(
-            arg.split("=", 1)[0] in ("--tp-size", "--tp") for arg in extra_args):
-        return []
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    context = int(config_value(config, "max_position_embeddings", 4096))
-    try:
-        serving = serving_config(config, min(frees), context_len=context, dtype=dtype)
-    except DeployError as exc:
-        raise ServerError(f"--sglang-launch: {exc}") from None
-    if serving.tp_size > len(cards):
-        raise ServerError(
-            f"--sglang-launch: {model_dir.name} needs {serving.tp_size} cards to serve "
-            f"{context}-token contexts ({serving.weight_bytes_per_device / 2**30:.1f} GiB of "
-            f"weights each) and {len(cards)} are selected: select more, as in "
-            f"--ascend-devices={','.join(map(str, range(serving.tp_size)))}")
-    return ["--tp-size", str(serving.tp_size)]
+def server_cards(plan: Any) -> tuple[Any, Optional[Any]]:
+    """The cards the session's server runs on and the plan's sglang part: the cards the
+    placement plan gave it, or every selected card (SGLang's own sizing) where the session
+    has no plan. Raises ServerError with the plan's reason where it has no place."""
+    placement = getattr(plan, "placement", None)
+    if placement is None:
+        return tuple(plan.cards), None
+    if "sglang" in placement.skipped:
+        raise ServerError(f"--sglang-launch: {placement.skipped['sglang']}")
+    placed = placement.part("sglang")
+    if placed is None:
+        return tuple(plan.cards), None
+    return tuple(card for card in plan.cards if card.index in placed.cards), placed
 
 
 @dataclass
@@ -239,9 +240,9 @@ class SessionServer:
 @contextmanager
 def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[SessionServer]:
     """The SGLang server for a session plan (session.SessionPlan): --sglang-url connects to a
-    running one; otherwise one is launched for the plan's model on its device, from
-    --sglang-python, with --sglang-arg, and stopped with its whole process tree when the
-    block ends. Raises ServerError with one line naming the option at fault."""
+    running one; otherwise one is launched for the plan's model on the cards its placement
+    gave the server, from --sglang-python, with --sglang-arg, and stopped with its whole
+    process tree when the block ends. Raises ServerError with one line naming the option at fault."""
     from pytest_ascend.model.loading import ModelSpecError, resolve_model_dir
 
     settings = plan.settings
@@ -256,14 +257,16 @@ def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[Ses
         model_dir = resolve_model_dir(settings.model, settings.cache, progress=progress)
     except ModelSpecError as exc:
         raise ServerError(str(exc)) from None
+    cards, placed = server_cards(plan)
     port = free_port()
-    platform = plan.device.platform
-    split = tensor_parallel_args(model_dir, plan.cards, plan.dtype, settings.sglang_args)
-    argv = launch_argv(settings.sglang_python or sys.executable, model_dir, platform=platform,
-                       dtype=plan.dtype, port=port, extra_args=[*split, *settings.sglang_args])
+    argv = launch_argv(settings.sglang_python or sys.executable, model_dir,
+                       platform=plan.device.platform, dtype=plan.dtype, port=port,
+                       placed=placed, extra_args=settings.sglang_args)
     log = log_dir / "server.log"
-    progress(f"launching SGLang (log {log}): {shlex.join(argv)}")
-    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(plan.cards),
+    where = ",".join(str(card.index) for card in cards)
+    progress(f"launching SGLang on card{'s' if len(cards) > 1 else ''} {where} (log {log}): "
+             f"{shlex.join(argv)}")
+    process = ServerProcess(argv, f"http://127.0.0.1:{port}", log, env=launch_env(cards),
                             timeout_s=settings.sglang_timeout, progress=progress)
     with ExitStack() as stack:
         try:

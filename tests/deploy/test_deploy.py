@@ -1,13 +1,14 @@
 """Serving configuration from facts and the SGLang launch script generated from it."""
 
-import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
+from pytest_ascend.box.placement import GIB, CardMemory, plan_placement
 from pytest_ascend.model.arithmetic import parameter_count
+from pytest_ascend.platforms import get_platform
 from pytest_ascend.serving.deploy import (
     DeployError,
     check_sglang_flags,
@@ -16,7 +17,7 @@ from pytest_ascend.serving.deploy import (
     serving_config,
 )
 from pytest_ascend.serving.sglang_client import ServerError
-from pytest_ascend.serving.sglang_server import launch_env, tensor_parallel_args
+from pytest_ascend.serving.sglang_server import launch_argv, launch_env, server_cards
 
 pytestmark = pytest.mark.npu
 
@@ -74,7 +75,8 @@ def test_config_from_the_session_models_measured_facts(model_under_test, npu_dev
 
 def _script(path, **kwargs):
     config = serving_config(QWEN25_14B, 64 * 10**9, context_len=8192)
-    return launch_script(config, path, device=kwargs.pop("device", "npu"), **kwargs)
+    return launch_script(config, path, platform=get_platform(kwargs.pop("device", "npu")),
+                         **kwargs)
 
 
 def test_script_binds_localhost_and_passes_bash_n_and_shellcheck(tmp_path):
@@ -120,7 +122,7 @@ def test_flags_are_checked_against_sglangs_arguments():
 ])
 def test_launch_command_per_device(device, expected):
     config = serving_config(QWEN25_14B, 80 * 10**9, context_len=8192)
-    argv = launch_command(config, "/m", device=device, port=31000)
+    argv = launch_command(config, "/m", platform=get_platform(device), port=31000)
     joined = " ".join(argv)
     assert argv[:3] == ["python", "-m", "sglang.launch_server"]
     assert " ".join(expected) in joined and "--port 31000" in joined
@@ -129,8 +131,6 @@ def test_launch_command_per_device(device, expected):
 
 class StandInCard:
     """A card of the npu platform with a given free memory, as the session's plan holds it."""
-
-    is_accelerator = True
 
     def __init__(self, index, free_gb):
         from pytest_ascend.platforms.npu import NpuPlatform
@@ -143,32 +143,66 @@ class StandInCard:
         return MemorySnapshot(0, 0, 0, 2 * self.free, self.free, "stand-in")
 
 
-@pytest.fixture
-def qwen_dir(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(QWEN25_14B))
-    return tmp_path
+class StandInPlan:
+    """A session plan's cards and placement, as session.plan_session makes them."""
+
+    def __init__(self, cards, placement):
+        self.cards, self.placement = tuple(cards), placement
 
 
-@pytest.mark.parametrize("free_gb, cards, expected", [
-    (32, 2, ["--tp-size", "2"]),  # 29.5 GB of weights: two 32 GB parts
-    (64, 2, ["--tp-size", "1"]),  # fits one 64 GB part with room for the KV cache
-    (32, 1, []),  # one card selected: SGLang's own default, as before
+def _placed(free_gb, count):
+    cards = [StandInCard(i, free_gb) for i in range(count)]
+    memory = [CardMemory(card.index, 2 * card.free, card.free) for card in cards]
+    return StandInPlan(cards, plan_placement(memory, QWEN25_14B, "float16", sglang=True,
+                                             torchrun=False))
+
+
+def _flag(argv, flag):
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+@pytest.mark.parametrize("free_gb, count, cards, tp", [
+    (36, 8, (2, 3), "2"),  # 32 GB class cards: the model split on 0,1, the server on 2,3
+    (68, 2, (1,), "1"),  # a 64 GB class card each: the server on a card of its own
+    (150, 1, (0,), "1"),  # one large card holds both, with KV room for the server
 ])
-def test_a_launched_server_is_split_as_serving_config_says(qwen_dir, free_gb, cards, expected):
-    selected = [StandInCard(i, free_gb) for i in range(cards)]
-    assert tensor_parallel_args(qwen_dir, selected, "float16", []) == expected
+def test_the_launched_server_takes_its_cards_and_fraction_from_the_plan(free_gb, count, cards,
+                                                                        tp):
+    plan = _placed(free_gb, count)
+    chosen, placed = server_cards(plan)
+    assert tuple(card.index for card in chosen) == cards
+    argv = launch_argv("python", "/m", platform=get_platform("npu"), dtype="float16",
+                       port=31000, placed=placed)
+    assert _flag(argv, "--tp-size") == tp
+    assert _flag(argv, "--mem-fraction-static") == f"{placed.mem_fraction_static:.4f}"
+    assert argv.count("--device") == 1 and _flag(argv, "--device") == "npu"
 
 
-def test_too_few_selected_cards_is_one_line_naming_enough(qwen_dir):
-    selected = [StandInCard(i, 16) for i in range(2)]  # 14.8 GB a card leaves no KV room
-    with pytest.raises(ServerError, match=r"needs 4 cards .* 2 are selected: select more, as "
-                                          r"in --ascend-devices=0,1,2,3$"):
-        tensor_parallel_args(qwen_dir, selected, "float16", [])
+def test_a_server_the_plan_cannot_place_is_one_line_naming_the_cards():
+    plan = _placed(68, 1)  # one 64 GB class card: the model leaves no room for a second copy
+    with pytest.raises(ServerError, match=r"^--sglang-launch: .*it would go on card 1, "
+                                          r"--ascend-devices=0,1; or run"):
+        server_cards(plan)
 
 
-def test_an_explicit_tp_size_is_the_users_call(qwen_dir):
-    selected = [StandInCard(i, 32) for i in range(2)]
-    assert tensor_parallel_args(qwen_dir, selected, "float16", ["--tp-size=1"]) == []
+def test_an_explicit_sglang_arg_is_the_users_call():
+    plan = _placed(36, 8)
+    _, placed = server_cards(plan)
+    argv = launch_argv("python", "/m", platform=get_platform("npu"), dtype="float16",
+                       port=31000, placed=placed,
+                       extra_args=["--tp=4", "--mem-fraction-static", "0.5"])
+    assert "--tp-size" not in argv and argv.count("--mem-fraction-static") == 1
+    assert argv[-3:] == ["--tp=4", "--mem-fraction-static", "0.5"]
+
+
+def test_a_host_platform_keeps_sglangs_own_sizing():
+    plan = StandInPlan([StandInCard(0, 64)], plan_placement(
+        [CardMemory(0, 256 * GIB, 160 * GIB)], QWEN25_14B, "float16", sglang=True,
+        torchrun=False))
+    _, placed = server_cards(plan)
+    argv = launch_argv("python", "/m", platform=get_platform("cpu"), dtype="float16",
+                       port=31000, placed=placed)
+    assert "--mem-fraction-static" not in argv and _flag(argv, "--tp-size") == "1"
 
 
 def test_the_server_sees_only_the_selected_cards(monkeypatch):
