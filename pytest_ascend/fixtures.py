@@ -2,32 +2,32 @@
 the SGLang server and the measuring helpers a hardware test asks for.
 
 Every fixture here is named `ascend_*` or built on `ascend_plan`: that is how the plugin tells
-the suite's tests from a foreign project's (plugin.py, `_in_suite`). Each one hands over to
-domain code that knows nothing of pytest and turns its one-line errors into a failure without
-a traceback.
+the suite's tests from a foreign project's (plugin.py, `_in_suite`). Each one asks the
+session's owner (ascend_session.AscendSession), which loads or measures a thing once and
+keeps it for the reports, and turns its one-line errors into a skip or failure without a
+traceback.
 """
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from pytest_ascend import stash
+from pytest_ascend.ascend_session import SessionUnusable, of
 from pytest_ascend.settings import AscendSettings
 
 
 @pytest.fixture(scope="session")
 def ascend_settings(pytestconfig: pytest.Config) -> AscendSettings:
     """The resolved pytest-ascend settings (options, env vars, ini keys)."""
-    return pytestconfig.stash[stash.settings_key]
+    return of(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
 def ascend_plan(pytestconfig: pytest.Config) -> Any:
-    """The session plan: settings plus the resolved device and dtype."""
-    return pytestconfig.stash[stash.plan_key]
+    """The session plan: settings plus the resolved cards, dtype and placement."""
+    return of(pytestconfig).plan(announce=True)
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +53,7 @@ def ascend_card(request: pytest.FixtureRequest, ascend_plan: Any) -> Any:
 def ascend_box(pytestconfig: pytest.Config) -> Any:
     """The box's findings (card sweep, link matrix, stragglers), printed as tables at the
     end of the session."""
-    from pytest_ascend.box.findings import BoxFindings
-
-    return pytestconfig.stash.setdefault(stash.box_key, BoxFindings())
+    return of(pytestconfig).box_findings()
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +61,7 @@ def model_under_test(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The session's model, loaded once, with its load-time facts (ModelUnderTest)."""
     if ascend_plan.single_card_problem is not None:
         pytest.skip(ascend_plan.single_card_problem)
-    loaded = _load(pytestconfig, ascend_plan, ascend_plan.settings.model)
-    pytestconfig.stash[stash.model_key] = loaded
-    return loaded
+    return _unless_unusable(lambda: of(pytestconfig).model())
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +82,7 @@ def draft_model(ascend_plan: Any, model_under_test: Any, pytestconfig: pytest.Co
     spec = ascend_plan.settings.draft_model
     if spec is None:
         pytest.skip("no draft model: pass --ascend-draft-model PATH (or tiny-draft)")
-    return _load(pytestconfig, ascend_plan, spec)
+    return _unless_unusable(lambda: of(pytestconfig).model(spec))
 
 
 @pytest.fixture(scope="session")
@@ -102,54 +98,37 @@ def ascend_golden(ascend_plan: Any) -> Any:
 @pytest.fixture(scope="session")
 def ascend_env(npu_device: Any, pytestconfig: pytest.Config) -> dict:
     """Versions and hardware facts of this run; every key present, None when unknown."""
-    return stash.environment(pytestconfig, npu_device)
+    return of(pytestconfig).environment()
 
 
 @pytest.fixture(scope="session")
 def device_limits(ascend_plan: Any, pytestconfig: pytest.Config) -> Any:
     """The device's copy bandwidth and matmul rate in the session dtype (DeviceLimits),
     measured once per session (the roofline the perf suite's fractions refer to)."""
-    from pytest_ascend.measure.roofline import measure_device_limits
-    from pytest_ascend.reports.progress import limits_line
-
-    say = stash.progress(pytestconfig)
-    say("measuring device copy bandwidth and matmul rate")
-    limits = measure_device_limits(ascend_plan.device, ascend_plan.dtype)
-    pytestconfig.stash[stash.limits_key] = limits
-    say(limits_line(limits))
-    return limits
+    return of(pytestconfig).limits()
 
 
 @pytest.fixture
-def memory_sampler(request: pytest.FixtureRequest, npu_device: Any,
-                   ascend_settings: AscendSettings) -> Any:
+def memory_sampler(request: pytest.FixtureRequest, npu_device: Any) -> Iterator[Any]:
     """A background MemorySampler on the device under test for the whole test, every
     --ascend-memory-interval seconds; its series goes into the test's JSON-report metadata
     and results-log line (`memory_samples`)."""
-    from pytest_ascend.measure.memory import MemorySampler
-
-    sampler = MemorySampler(npu_device, ascend_settings.memory_interval).start()
-    request.node.stash[stash.sampler_key] = sampler
+    sampler = of(request.config).memory_sampler(request.node)
     yield sampler
     sampler.stop()
 
 
 @pytest.fixture(scope="session")
 def sglang_server(ascend_plan: Any, pytestconfig: pytest.Config,
-                  tmp_path_factory: pytest.TempPathFactory) -> Any:
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """An SGLangClient for the session's server: --sglang-url connects to a running one;
-    --sglang-launch starts one for the session's model on the device under test and stops
-    its whole process tree at session end (Ctrl-C and failures included)."""
-    from pytest_ascend.serving.sglang_server import ServerError, session_server
-
-    with ExitStack() as stack:
-        try:
-            server = stack.enter_context(session_server(
-                ascend_plan, tmp_path_factory.mktemp("sglang"), stash.progress(pytestconfig)))
-        except ServerError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        pytestconfig.stash[stash.server_key] = server
-        yield server.client
+    --sglang-launch starts one for the session's model on the cards the plan gives it, and
+    stops its whole process tree at session end (Ctrl-C, SIGTERM and failures included)."""
+    try:
+        with of(pytestconfig).launched_server(tmp_path_factory.mktemp("sglang")) as server:
+            yield server.client
+    except SessionUnusable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -158,15 +137,15 @@ def ascend_perf_verdict(ascend_plan: Any, pytestconfig: pytest.Config
     """`ascend_perf_verdict(problem)` for a performance bound (`problem` None: it holds):
     a failure where performance is asserted (a real model, or --ascend-assert-perf), else a
     line on the terminal saying what was reported and not asserted."""
-    say = stash.progress(pytestconfig)
+    ascend = of(pytestconfig)
 
     def verdict(problem: Optional[str]) -> None:
         if problem is None:
             return
         if ascend_plan.asserts_performance:
             pytest.fail(problem, pytrace=False)
-        say(f"reported, not asserted on a smoke run (--ascend-assert-perf asserts it): "
-            f"{problem}")
+        ascend.progress(f"reported, not asserted on a smoke run (--ascend-assert-perf "
+                        f"asserts it): {problem}")
 
     return verdict
 
@@ -175,25 +154,12 @@ def ascend_perf_verdict(ascend_plan: Any, pytestconfig: pytest.Config
 def ascend_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """`ascend_progress(message)` writes one line to the terminal now, even under capture:
     long measurements report each configuration as it finishes."""
-    return stash.progress(pytestconfig)
+    return of(pytestconfig).progress
 
 
-def _load(config: pytest.Config, plan: Any, spec: str) -> Any:
-    from pytest_ascend.model.loading import (
-        ModelLoadError,
-        ModelSpecError,
-        load_under_test,
-    )
-
+def _unless_unusable(make: Callable[[], Any]) -> Any:
     try:
-        return load_under_test(
-            spec,
-            plan.device,
-            plan.dtype,
-            cache_dir=plan.settings.cache,
-            trust_remote_code=plan.settings.trust_remote_code,
-            base_spec=plan.settings.model,
-            progress=stash.progress(config),
-        )
-    except (ModelSpecError, ModelLoadError) as exc:
+        return make()
+    except SessionUnusable as exc:
         pytest.fail(str(exc), pytrace=False)
+

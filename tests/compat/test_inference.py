@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from pytest_ascend.model.compare import TIE_MARGIN, compare_greedy
+from pytest_ascend.model.compare import compare_greedy
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
 from pytest_ascend.numerics.nonfinite import diagnose_nonfinite_logits
+from pytest_ascend.numerics.tolerance import tie_margin
 
 pytestmark = pytest.mark.npu
 
@@ -65,7 +66,7 @@ def test_left_padded_batch_matches_single_requests(model, tokenizer, seed_prompt
         single = greedy_generate(model, tokenizer, [prompt], NEW_TOKENS, ignore_eos=True)[0]
         verdict = compare_greedy(
             single.tokens, single.logits, batched.tokens, batched.logits,
-            TIE_MARGIN[ascend_plan.dtype],
+            tie_margin(ascend_plan.dtype, layers=model.config.num_hidden_layers),
         )
         report.append(f"{name}: {verdict.describe()}")
         if not verdict.close:

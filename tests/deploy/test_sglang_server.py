@@ -8,13 +8,13 @@ import pytest
 
 from pytest_ascend.measure.interleave import bound_problem, round_ratios
 from pytest_ascend.measure.stats import median
-from pytest_ascend.model.compare import TIE_MARGIN
 from pytest_ascend.model.greedy import greedy_generate
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt, long_prompt_ids
+from pytest_ascend.numerics.tolerance import tie_margin
 from pytest_ascend.serving.load import LoadSpec, run_load
 from pytest_ascend.serving.sglang_client import load_sender
 from pytest_ascend.serving.workloads import seed_requests
-from pytest_ascend.stash import ascend_block
+from pytest_ascend.ascend_session import of
 
 pytestmark = pytest.mark.sglang
 
@@ -25,7 +25,7 @@ def test_server_is_healthy_and_serves_the_sessions_model(sglang_server, ascend_p
                                                           pytestconfig):
     assert sglang_server.healthy()
     info = sglang_server.model_info()
-    facts = ascend_block(pytestconfig)["sglang_server"]
+    facts = of(pytestconfig).ascend_block()["sglang_server"]
     assert facts["version"], "the server did not report its version"
     if facts["launched"]:
         assert info["model_path"] == facts["model_path"]
@@ -54,7 +54,7 @@ def test_greedy_output_matches_the_transformers_model(sglang_server, model, toke
     local_lp = local.logits[step].double().log_softmax(-1)
     margin_local = float(local_lp[local.tokens[step]] - local_lp[server[step]])
     margin_server = top[server[step]] - top.get(local.tokens[step], -math.inf)
-    tolerance = TIE_MARGIN[ascend_plan.dtype]
+    tolerance = tie_margin(ascend_plan.dtype, layers=model.config.num_hidden_layers)
     assert margin_local <= tolerance and margin_server <= tolerance, (
         f"{name}: server and transformers diverge at token {step} beyond a near-tie "
         f"(margins {margin_local:.3g} / {margin_server:.3g}, tolerance {tolerance})")

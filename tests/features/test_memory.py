@@ -39,7 +39,7 @@ def test_kv_growth_matches_the_config(benchmark, model, tokenizer, npu_device):
         expected_bytes=growth.expected_bytes, ratio=growth.ratio, memory_source=growth.source,
         excess_bytes=growth.excess_bytes,
     )
-    problem = kv_growth_problem(growth, allocator=npu_device.is_accelerator)
+    problem = kv_growth_problem(growth, allocator=npu_device.platform.has_device_memory)
     assert problem is None, problem
 
 
@@ -85,7 +85,7 @@ def test_repeated_generations_do_not_leak(benchmark, model, tokenizer, npu_devic
     levels = [generate_and_measure() for _ in range(19)]
     levels.append(benchmark.pedantic(generate_and_measure, rounds=1, iterations=1))
     drift = levels[-1] - levels[0]
-    bound = MiB if npu_device.is_accelerator else 4 * MiB
+    bound = MiB if npu_device.platform.has_device_memory else 4 * MiB
     benchmark.extra_info.update(generations=20, first_allocated=levels[0],
                                 last_allocated=levels[-1], drift_bytes=drift)
     assert drift <= bound, f"allocated memory rose {drift / MiB:.1f} MiB over 20 generations"
@@ -94,7 +94,7 @@ def test_repeated_generations_do_not_leak(benchmark, model, tokenizer, npu_devic
 def test_empty_cache_returns_freed_blocks(benchmark, npu_device):
     """The seed advised calling empty_cache(); what it does is measured: after a tensor is
     freed, the caching allocator keeps its block reserved until empty_cache() returns it."""
-    if not npu_device.is_accelerator:
+    if not npu_device.platform.has_device_memory:
         pytest.skip("no caching allocator on cpu: empty_cache() has nothing to return "
                     "(run with --ascend-device npu or cuda)")
     size = 256 * MiB

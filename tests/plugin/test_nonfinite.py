@@ -4,7 +4,6 @@ stack that computes wrong values in a dtype that cannot overflow."""
 import shutil
 
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
 from pytest_ascend.numerics.nonfinite import diagnose_nonfinite_logits, nonfinite_parameters

@@ -33,7 +33,8 @@ class FakeDevice(CpuDevice):
 class FakePlatform(Platform):
     kind = "fakeacc"
     auto_priority = 15  # after npu, before cuda
-    is_accelerator = False  # no device memory of its own: the process's figures
+    has_device_memory = False  # no device memory of its own: the process's figures
+    one_rank_per_card = False  # torchrun ranks share the host
     default_dtype = "float32"
     visible_devices_env = "FAKEACC_VISIBLE_DEVICES"
     distributed_backend = "gloo"
@@ -116,3 +117,34 @@ def test_a_broken_platform_is_a_one_line_usage_error(pytester, install_platform)
         "pytest_ascend.platforms) failed to load: ImportError: libbrokenacc.so*"
     ])
     assert "Traceback" not in result.stderr.str()
+
+
+COMPILING_PLATFORM = FAKE_PLATFORM + '''
+
+class CompilingPlatform(FakePlatform):
+    """A chip that compiles each operator on first use, as a 910A with JIT on."""
+
+    def first_use_compile_s(self, device):
+        return float(os.environ.get("FAKEACC_COMPILE_S", "0"))
+'''
+
+
+@pytest.mark.parametrize("compile_s, outcome", [("0", "failed"), ("4", "passed")])
+def test_a_chip_that_compiles_on_first_use_extends_every_timeout(install_platform, compile_s,
+                                                                   outcome, monkeypatch):
+    """pytest-timeout and the watchdog share the extended budget: a 1 s test that spends 2 s
+    compiling passes only with the platform's allowance."""
+    pytester = install_platform("fakeacc", "fakeacc_platform", COMPILING_PLATFORM,
+                                "CompilingPlatform")
+    monkeypatch.setenv("FAKEACC_PRESENT", "1")
+    monkeypatch.setenv("FAKEACC_COMPILE_S", compile_s)
+    pytester.makepyfile("""
+        import time
+        import pytest
+
+        @pytest.mark.timeout(1)
+        def test_first_forward(npu_device):
+            time.sleep(2)  # the operators compiling
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ascend-device=fakeacc")
+    result.assert_outcomes(**{outcome: 1})

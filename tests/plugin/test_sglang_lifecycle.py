@@ -186,10 +186,10 @@ def test_a_real_server_killed_mid_session_is_reported_as_such(pytester):
         import os
         import signal
 
-        from pytest_ascend import stash
+        from pytest_ascend.ascend_session import of
 
         def test_after_the_server_died(sglang_server, pytestconfig):
-            launched = pytestconfig.stash[stash.server_key].process
+            launched = of(pytestconfig).server.process
             os.killpg(launched.process.pid, signal.SIGKILL)  # the OOM killer, say
             launched.process.wait(timeout=60)
             sglang_server.generate("hello", 4)

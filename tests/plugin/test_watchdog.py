@@ -99,8 +99,8 @@ def test_a_hang_stops_the_launched_server_before_exiting(pytester):
         @pytest.mark.timeout(2)
         def test_hangs_with_a_server(sglang_server, pytestconfig):
             import psutil
-            from pytest_ascend import stash
-            launcher = psutil.Process(pytestconfig.stash[stash.server_key].process.process.pid)
+            from pytest_ascend.ascend_session import of
+            launcher = psutil.Process(of(pytestconfig).server.process.process.pid)
             tree = [launcher, *launcher.children(recursive=True)]
             print("SERVER-PIDS", ",".join(str(p.pid) for p in tree), flush=True)
             torch.futures.Future().wait()
