@@ -24,26 +24,30 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from pytest_ascend import numbers
 from pytest_ascend.errors import one_line
 from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.history import gate as hist
 from pytest_ascend.history.runs import HistoryError, load_runs
+from pytest_ascend.settings import SettingsError, resolve_settings
 
 FORMATS = ("table", "json", "markdown")
 DTYPE_CHOICES = tuple(DTYPE_BYTES)
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.1 or 10%)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
+def _argument(read: Callable[[str], float]) -> Callable[[str], float]:
+    """One of pytest_ascend.numbers' readers, as an argparse type: the plugin's options and
+    this command read numbers alike ("10%" is 0.1 in both)."""
+    def parse(text: str) -> float:
+        try:
+            return read(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "previous group)")
     history.add_argument("--fail-on-regression", action="store_true",
                          help="exit 1 when any metric regressed")
-    history.add_argument("--min-change", type=_fraction, default=0.15, metavar="FRACTION",
+    history.add_argument("--min-change", type=_argument(numbers.non_negative), default=0.15, metavar="FRACTION",
                          help="smallest relative change that can count (default 0.15 = 15%%; "
                          "lower it where timings are stable)")
-    history.add_argument("--noise-factor", type=_fraction, default=3.0, metavar="K",
+    history.add_argument("--noise-factor", type=_argument(numbers.non_negative), default=3.0, metavar="K",
                          help="a change must also exceed K x the relative IQR (default 3)")
     history.add_argument("--plot", type=Path, default=None, metavar="PNG",
                          help="write a plot: one panel per metric, by group")
@@ -103,16 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         "golden.safetensors (the log-probabilities) into DIR.")
     record.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="directory to write the golden into")
-    record.add_argument("--model", default="tiny", metavar="PATH|tiny",
-                        help="checkpoint directory, or tiny for the built-in model (default)")
-    record.add_argument("--device", default="auto", metavar="KIND",
-                        help="platform kind (cpu, cuda, npu) or auto (default)")
+    record.add_argument("--model", default=None, metavar="PATH|tiny",
+                        help="checkpoint directory, or tiny for the built-in model (default: "
+                        "as --ascend-model, so PYTEST_ASCEND_MODEL holds here too)")
+    record.add_argument("--device", default=None, metavar="KIND",
+                        help="platform kind (cpu, cuda, npu) or auto (default: as "
+                        "--ascend-device)")
     record.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES,
                         help="dtype to record in (default float32: the reference every "
                         "lower-precision run is held to)")
     record.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="cache for the built-in model and weight checksums (default: "
-                        "as --ascend-cache)")
+                        "as --ascend-cache, so PYTEST_ASCEND_CACHE holds here too)")
     record.add_argument("--trust-remote-code", action="store_true",
                         help="allow the checkpoint's own modelling code")
     record.add_argument("--force", action="store_true",
@@ -175,10 +181,19 @@ def run_golden(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"pytest-ascend golden: {message}", file=sys.stderr, flush=True)
 
+    given = {"model": args.model, "device": args.device, "cache": args.cache,
+             "trust_remote_code": args.trust_remote_code or None}
+    try:  # the plugin's own resolution: these flags > PYTEST_ASCEND_* > defaults
+        settings = resolve_settings(cli=lambda spec: given.get(spec.name),
+                                    ini=lambda spec: None)
+    except SettingsError as exc:
+        say(str(exc))
+        return EXIT_USAGE
     try:
         golden = record_golden_dir(
-            args.model, args.out, device=args.device, dtype=args.dtype, cache_dir=args.cache,
-            trust_remote_code=args.trust_remote_code, force=args.force, progress=say)
+            settings.model, args.out, device=settings.device, dtype=args.dtype,
+            cache_dir=settings.cache, trust_remote_code=settings.trust_remote_code,
+            force=args.force, progress=say)
     except RecordingError as exc:
         say(str(exc))
         return EXIT_USAGE

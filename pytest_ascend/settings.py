@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
+from pytest_ascend import numbers
 from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.model.tiny import (
     BUILTIN_DRAFT,
@@ -88,16 +89,6 @@ class OptionSpec:
         return f"{self.help} (default: {shown})" if shown else self.help
 
 
-def _positive_factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError("not a positive factor (2 doubles every bound)")
-    return value
-
-
 def _rates(text: str) -> tuple[float, ...]:
     try:
         rates = tuple(float(item) for item in text.split(","))
@@ -106,26 +97,6 @@ def _rates(text: str) -> tuple[float, ...]:
     if not rates or not all(rate > 0 for rate in rates):
         raise ValueError("not a comma-separated list of positive request rates (e.g. 1,2,4,8)")
     return tuple(sorted(set(rates)))
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError("not a positive whole number")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise ValueError("not a fraction between 0 and 1 (0.1 means 10%)")
-    return value
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -153,7 +124,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "its siblings",
         default=0.10,
         metavar="FRACTION",
-        parse=_fraction,
+        parse=numbers.fraction,
     ),
     OptionSpec(
         "model",
@@ -300,7 +271,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "requests the serving sweep sends at each rate",
         default_text="100; 24 on the built-in tiny model",
         metavar="N",
-        parse=_count,
+        parse=numbers.count,
     ),
     OptionSpec(
         "sglang_lengths",
@@ -324,7 +295,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "cap on requests in flight during the sweep (a request waits for a slot)",
         default_text="no cap",
         metavar="N",
-        parse=_count,
+        parse=numbers.count,
     ),
     OptionSpec(
         "report_dir",
@@ -349,7 +320,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "for a model whose rounding was measured to need it",
         default="1",
         metavar="FACTOR",
-        parse=_positive_factor,
+        parse=numbers.positive_factor,
     ),
     OptionSpec(
         "results_log",

@@ -26,7 +26,7 @@ def test_bad_threshold_is_a_one_line_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["history", "--min-change", "lots"])
     assert exit_info.value.code == 2
-    assert "'lots' is not a number" in capsys.readouterr().err
+    assert "'lots': not a number of 0 or more" in capsys.readouterr().err
 
 
 DATA = Path(__file__).parent / "data"
@@ -75,3 +75,21 @@ def test_plan_without_a_config_is_a_usage_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"pytest-ascend plan: {tmp_path}: no config.json there; " \
                                   f"pass a checkpoint directory"
+
+
+def test_golden_record_takes_the_cache_from_pytest_ascend_cache(tmp_path):
+    """Its help says "as --ascend-cache": PYTEST_ASCEND_CACHE holds for it as for the plugin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_ascend", "golden", "record", "--out", str(tmp_path / "g"),
+         "--device", "cpu"], capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "PYTEST_ASCEND_CACHE": "/dev/null/cache"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--ascend-cache /dev/null/cache: cannot build the built-in model there" in done.stderr
+
+
+def test_a_threshold_reads_as_the_plugin_reads_it():
+    """One number reader: "10%" is 0.1 for the command as for the plugin's options."""
+    from pytest_ascend.cli import build_parser
+
+    args = build_parser().parse_args(["history", "--min-change", "10%"])
+    assert args.min_change == pytest.approx(0.1)

@@ -103,3 +103,13 @@ def test_the_launched_servers_port_and_host_are_the_plugins(args):
         resolve(cli={"sglang_arg": list(args)})
     with pytest.raises(SettingsError, match="environment variable PYTEST_ASCEND_SGLANG_ARG"):
         resolve(env={"PYTEST_ASCEND_SGLANG_ARG": " ".join(args)})
+
+
+@pytest.mark.parametrize("text", ["0.1", "10%", " 10% "])
+def test_a_fraction_reads_as_the_command_reads_it(text):
+    assert resolve(env={"PYTEST_ASCEND_CARD_TOLERANCE": text}).card_tolerance == pytest.approx(0.1)
+
+
+def test_a_fraction_out_of_range_names_its_source():
+    with pytest.raises(SettingsError, match="PYTEST_ASCEND_CARD_TOLERANCE.*between 0 and 1"):
+        resolve(env={"PYTEST_ASCEND_CARD_TOLERANCE": "150%"})
