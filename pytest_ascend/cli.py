@@ -28,13 +28,12 @@ from typing import Callable, Optional, Sequence
 
 from pytest_ascend import numbers
 from pytest_ascend.errors import one_line
-from pytest_ascend.model.arithmetic import DTYPE_BYTES
 from pytest_ascend.history import gate as hist
 from pytest_ascend.history.runs import HistoryError, load_runs
+from pytest_ascend.platforms.options import DTYPE_CHOICES
 from pytest_ascend.settings import SettingsError, resolve_settings
 
 FORMATS = ("table", "json", "markdown")
-DTYPE_CHOICES = tuple(DTYPE_BYTES)
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_ascend.ascend_session import PLUGIN_NAME, AscendSession, of
 from pytest_ascend.settings import (
-    OPTIONS,
+    GROUPS,
     SettingsError,
     resolve_settings,
     space_separated_paths,
@@ -36,22 +36,11 @@ MARKERS = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("ascend", "pytest-ascend: LLM inference on Ascend NPU / CUDA / CPU")
-    for spec in OPTIONS:
-        sources = f"[env {spec.env}, ini {spec.ini}]"
-        kwargs: dict[str, Any] = {"dest": spec.dest, "default": None}
-        if spec.is_flag:
-            kwargs["action"] = "store_true"
-        elif spec.is_list:
-            kwargs.update(action="append", metavar=spec.metavar)
-        else:
-            kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.allowed()) + "}"
-        group.addoption(spec.flag, help=f"{spec.help_text()} {sources}", **kwargs)
-        # default None, so an absent key is told apart from one set to false or empty
-        parser.addini(
-            spec.ini, f"{spec.help_text()} ({spec.flag})",
-            type="bool" if spec.is_flag else "string", default=None,
-        )
+    """Each sub-package's options under a heading of their own in --help."""
+    for group in GROUPS:
+        section = parser.getgroup(f"ascend: {group.title}", f"pytest-ascend: {group.title}")
+        for spec in group.options:
+            _add_option(parser, section, spec)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -233,6 +222,21 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 # Helpers ------------------------------------------------------------------------------------
+
+
+def _add_option(parser: pytest.Parser, section: Any, spec: Any) -> None:
+    sources = f"[env {spec.env}, ini {spec.ini}]"
+    kwargs: dict[str, Any] = {"dest": spec.dest, "default": None}
+    if spec.is_flag:
+        kwargs["action"] = "store_true"
+    elif spec.is_list:
+        kwargs.update(action="append", metavar=spec.metavar)
+    else:
+        kwargs["metavar"] = spec.metavar or "{" + ",".join(spec.allowed()) + "}"
+    section.addoption(spec.flag, help=f"{spec.help_text()} {sources}", **kwargs)
+    # default None, so an absent key is told apart from one set to false or empty
+    parser.addini(spec.ini, f"{spec.help_text()} ({spec.flag})",
+                  type="bool" if spec.is_flag else "string", default=None)
 
 
 def _outcome_message(report: pytest.TestReport) -> Optional[str]:

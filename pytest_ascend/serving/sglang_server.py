@@ -261,7 +261,7 @@ def session_server(plan: Any, log_dir: Path, progress: Progress) -> Iterator[Ses
     port = free_port()
     argv = launch_argv(settings.sglang_python or sys.executable, model_dir,
                        platform=plan.device.platform, dtype=plan.dtype, port=port,
-                       placed=placed, extra_args=settings.sglang_args)
+                       placed=placed, extra_args=settings.sglang_arg)
     log = log_dir / "server.log"
     where = ",".join(str(card.index) for card in cards)
     progress(f"launching SGLang on card{'s' if len(cards) > 1 else ''} {where} (log {log}): "

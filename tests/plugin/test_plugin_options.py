@@ -3,18 +3,22 @@
 import pytest
 
 TRIVIAL = "def test_nothing_needed():\n    assert 1 + 1 == 2\n"
+# A suite test: only a session holding one plans (and prints its header), whatever
+# PYTEST_ASCEND_* variables are set.
+ON_THE_DEVICE = "import pytest\n\n@pytest.mark.npu\ndef test_on_the_device(npu_device):\n    pass\n"
 
 
 def test_help_lists_every_ascend_option(pytester):
+    from pytest_ascend.settings import GROUPS
+
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(
-        ["*--ascend-device*", "*--ascend-model*", "*--ascend-draft-model*", "*--ascend-dtype*",
-         "*--ascend-trust-remote-code*", "*--ascend-run-slow*", "*--ascend-cache*"]
-    )
+    for group in GROUPS:  # each sub-package's options under a heading of their own
+        result.stdout.fnmatch_lines([f"pytest-ascend: {group.title}:",
+                                     *(f"*{spec.flag}*" for spec in group.options)])
 
 
 def test_header_on_cpu_says_smoke_run_and_cpu_dtype_default(pytester):
-    pytester.makepyfile(TRIVIAL)
+    pytester.makepyfile(ON_THE_DEVICE)
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(
         [
@@ -27,7 +31,7 @@ def test_header_on_cpu_says_smoke_run_and_cpu_dtype_default(pytester):
 
 
 def test_header_shows_where_dtype_came_from(pytester, monkeypatch):
-    pytester.makepyfile(TRIVIAL)
+    pytester.makepyfile(ON_THE_DEVICE)
     pytester.makeini("[pytest]\nascend_dtype = bfloat16\n")
     pytester.runpytest().stdout.fnmatch_lines(["*dtype bfloat16 (ini key ascend_dtype)*"])
     monkeypatch.setenv("PYTEST_ASCEND_DTYPE", "float16")

@@ -86,11 +86,10 @@ def test_card_tolerance_is_a_fraction():
 def test_defaults_are_written_once_in_the_option_table():
     """Settings and --help take every default from OPTIONS; nothing else restates them."""
     settings = resolve()
-    field_of = {"sglang_arg": "sglang_args"}
     for spec in OPTIONS:
         if spec.default is not None:
             default = spec.parse(spec.default) if spec.parse else spec.default
-            assert getattr(settings, field_of.get(spec.name, spec.name)) == default, spec.name
+            assert getattr(settings, spec.name) == default, spec.name
     assert SPECS["memory_interval"].help_text().endswith("(default: 0.05)")
     assert SPECS["sglang_timeout"].help_text().endswith("(default: 600)")
     assert "(default:" not in SPECS["trust_remote_code"].help_text()
@@ -113,3 +112,28 @@ def test_a_fraction_reads_as_the_command_reads_it(text):
 def test_a_fraction_out_of_range_names_its_source():
     with pytest.raises(SettingsError, match="PYTEST_ASCEND_CARD_TOLERANCE.*between 0 and 1"):
         resolve(env={"PYTEST_ASCEND_CARD_TOLERANCE": "150%"})
+
+
+def test_adding_an_option_is_one_spec_in_its_group(monkeypatch):
+    """A new OptionSpec in a sub-package's group is registered, resolved from all four
+    sources, typed by its spec and read by its name, with no other edit."""
+    import pytest_ascend.settings as settings_module
+    from pytest_ascend.options import OptionGroup, OptionSpec
+
+    extra = OptionGroup("extra", (OptionSpec("warmup_rounds", "--ascend-warmup-rounds",
+                                             "untimed rounds first", default="2",
+                                             parse=int),))
+    monkeypatch.setattr(settings_module, "GROUPS", (*settings_module.GROUPS, extra))
+    monkeypatch.setattr(settings_module, "OPTIONS", (*settings_module.OPTIONS, *extra.options))
+    assert resolve().warmup_rounds == 2
+    assert resolve(env={"PYTEST_ASCEND_WARMUP_ROUNDS": "5"}).warmup_rounds == 5
+    assert resolve(cli={"warmup_rounds": "7"}, env={"PYTEST_ASCEND_WARMUP_ROUNDS": "5"}
+                   ).warmup_rounds == 7
+
+
+def test_settings_are_read_only_and_name_unknown_options():
+    settings = resolve()
+    with pytest.raises(AttributeError, match="no option named 'sglang_args'"):
+        settings.sglang_args
+    with pytest.raises(AttributeError, match="read-only"):
+        settings.model = "other"
