@@ -50,7 +50,9 @@ class MatmulAccuracy:
 
 def matmul_not_applicable(card: Any, dtype: torch.dtype) -> Optional[str]:
     """Why `card`'s platform says a `dtype` matmul cannot be held to `dtype`'s bound (no
-    bf16; float32 computed in a reduced precision), or None."""
+    bf16 or no float16 matmul; float32 computed in a reduced precision), or None."""
+    if dtype == torch.float16:
+        return card.platform.float16_matmul_unsupported(card)
     if dtype == torch.bfloat16:
         return card.platform.bf16_unsupported(card)
     if dtype == torch.float32:

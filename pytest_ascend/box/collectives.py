@@ -34,6 +34,28 @@ from typing import Any, Callable, Optional, Sequence
 from pytest_ascend.box.launch import join_job, under_torchrun
 
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
+# gloo gained all_gather_into_tensor and reduce_scatter_tensor in torch 2.2 (pytorch PR
+# #112144: "no support for _allgather_base in Gloo process group" before it).
+GLOO_NEEDS_TORCH_2_2 = ("all_gather", "reduce_scatter")
+
+
+def operation_unsupported(operation: str, backend: str,
+                          torch_version: Optional[str] = None) -> Optional[str]:
+    """Why `operation` cannot run on `backend` with this torch, or None. HCCL and NCCL have
+    every operation; gloo (the CPU's) lacks two before torch 2.2."""
+    from packaging.version import Version
+
+    import torch
+
+    version = Version(torch_version or torch.__version__)
+    if backend == "gloo" and operation in GLOO_NEEDS_TORCH_2_2 and version.release < (2, 2):
+        return (f"{operation} on gloo (the CPU's backend) needs torch >= 2.2 (this is torch "
+                f"{version})")
+    return None
+
+
+def supported_operations(backend: str) -> tuple[str, ...]:
+    return tuple(op for op in OPERATIONS if operation_unsupported(op, backend) is None)
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 

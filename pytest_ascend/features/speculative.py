@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
+from pytest_ascend.model.greedy import eos_ids, until_eos
 from pytest_ascend.model.hf_compat import crop_cache, forward_kwargs, output_cache
 
 
@@ -133,7 +134,7 @@ def speculative_generate(
             small.rollback(min(small.length, context + len(kept)))
 
     return SpeculativeResult(
-        tokens=_until_eos(tokens[:max_new_tokens], eos),
+        tokens=until_eos(tokens[:max_new_tokens], eos),
         proposed=proposed,
         accepted=accepted,
         target_forwards=big.forwards,
@@ -273,17 +274,9 @@ def _ids(ids: list[int], device: Any) -> torch.Tensor:
 
 
 def _eos_ids(model: Any) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    return eos_ids(model.generation_config.eos_token_id)
 
 
 def _pad_id(model: Any) -> Optional[int]:
     pad = model.generation_config.pad_token_id
     return pad if pad is not None else next(iter(_eos_ids(model)), None)
-
-
-def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
-    for i, token in enumerate(tokens):
-        if token in eos:
-            return tokens[: i + 1]
-    return tokens

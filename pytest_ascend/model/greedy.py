@@ -66,7 +66,7 @@ def greedy_generate(
     for row in range(len(prompts)):
         tokens = out.sequences[row, prompt_len:].tolist()
         if not ignore_eos:
-            tokens = _until_eos(tokens, eos)
+            tokens = until_eos(tokens, eos)
         results.append(GreedyOutput(tokens, logits[row, : len(tokens)]))
     return results
 
@@ -84,8 +84,15 @@ def _no_eos(model: Any) -> Iterator[None]:
         config.eos_token_id = saved
 
 
-def _until_eos(tokens: list[int], eos: Any) -> list[int]:
-    stops = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+def eos_ids(eos: Any) -> set[int]:
+    """The stop ids an `eos_token_id` names: none (None), one id, or several."""
+    return set(eos if isinstance(eos, (list, tuple, set, frozenset)) else [eos]) - {None}
+
+
+def until_eos(tokens: list[int], eos: Any) -> list[int]:
+    """`tokens` up to and including the first stop id of `eos` (see `eos_ids`), as
+    `generate` ends a sequence; all of them when none occurs."""
+    stops = eos_ids(eos)
     for i, tok in enumerate(tokens):
         if tok in stops:
             return tokens[: i + 1]

@@ -70,9 +70,38 @@ def _decode_kwarg_names(model_class: type) -> tuple[str, Optional[str]]:
 
 
 def output_cache(output: Any) -> Any:
-    """The KV cache a forward returned (`.cache` in 5.x, `.past_key_values` in 4.x)."""
+    """The KV cache a forward returned (`.cache` in 5.x, `.past_key_values` in 4.x), always
+    as a cache object.
+
+    A 4.x model given no cache object (`past_key_values=None`) builds a DynamicCache and
+    hands it back as the legacy format, a tuple of (keys, values) per layer
+    (Qwen2Model.forward's `return_legacy_cache`, transformers 4.42-4.47); it is wrapped
+    here so callers meet one kind of cache on every release.
+    """
     cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
+    if cache is None:
+        cache = output.past_key_values
+    if isinstance(cache, (tuple, list)):
+        from transformers import DynamicCache
+
+        return DynamicCache.from_legacy_cache(cache)
+    return cache
+
+
+def restrict_tokenizer_inputs(tokenizer: Any, model: Any) -> None:
+    """Make `tokenizer(...)` return only the inputs `model.forward` takes by name.
+
+    A tokenizer lists what it returns in `model_input_names`; transformers 4.x's
+    PreTrainedTokenizerFast (the class the built-in model's tokenizer and many
+    checkpoints' tokenizer_config.json name) lists `token_type_ids`, which a decoder-only
+    model such as Qwen2 has no parameter for: 4.x `generate` then refuses the call ("The
+    following `model_kwargs` are not used by the model: ['token_type_ids']") and `forward`
+    raises TypeError. `input_ids` and `attention_mask` are always kept.
+    """
+    params = inspect.signature(type(model).forward).parameters
+    keep = [name for name in tokenizer.model_input_names
+            if name in ("input_ids", "attention_mask") or name in params]
+    tokenizer.model_input_names = keep
 
 
 def cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -276,6 +276,7 @@ def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> t
         DTYPE_KWARG,
         TORCH_DTYPES,
         quiet_progress_bars,
+        restrict_tokenizer_inputs,
     )
 
     try:
@@ -300,6 +301,7 @@ def _load_dir(path: Path, device: Any, dtype: str, trust_remote_code: bool) -> t
         )
     model = model.to(device.torch_device).eval()
     tokenizer.padding_side = "left"
+    restrict_tokenizer_inputs(tokenizer, model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -125,6 +125,10 @@ class Platform(ABC):
         it can."""
         return None
 
+    def float16_matmul_unsupported(self, device: "DeviceUnderTest") -> Optional[str]:
+        """Why `device` has no float16 matmul (one line naming the versions), or None."""
+        return None
+
     def float32_matmul_reduced(self, device: "DeviceUnderTest") -> Optional[str]:
         """Why a float32 matmul on `device` does not run in float32 as configured (a reduced
         precision the runtime picks), or None when it does."""

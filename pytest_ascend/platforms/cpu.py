@@ -37,6 +37,16 @@ class CpuPlatform(Platform):
     def present(self) -> bool:
         return True
 
+    def float16_matmul_unsupported(self, device: "DeviceUnderTest") -> Optional[str]:
+        """torch gained a float16 matmul on the CPU in 2.2; asked of torch by trying one."""
+        one = torch.ones(1, 1, dtype=torch.float16)
+        try:
+            one @ one
+        except RuntimeError:
+            return (f"float16 matmul on the CPU needs torch >= 2.2 (this is torch "
+                    f"{torch.__version__})")
+        return None
+
     def open(self, index: int = 0, *, under_auto: bool = False) -> "CpuDevice":
         return CpuDevice(self)
 

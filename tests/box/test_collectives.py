@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_ascend.box.collectives import OPERATIONS
+from pytest_ascend.box.collectives import OPERATIONS, operation_unsupported
 from pytest_ascend.box.launch import rank_layout, torchrun_argv
 from pytest_ascend.processes import run_helper
 
@@ -25,6 +25,9 @@ def _size_range(card):
 def test_collective(benchmark, operation, ascend_cards, ascend_plan, tmp_path,
                     ascend_progress):
     card = ascend_cards[0]
+    reason = operation_unsupported(operation, card.platform.distributed_backend)
+    if reason:
+        pytest.skip(reason)
     layout = rank_layout(ascend_cards)  # rank i drives layout.cards[i]
     ranks = layout.ranks
     low, high, factor = _size_range(card)

@@ -17,8 +17,10 @@ from pytest_ascend.box.collectives import (
     Collective,
     bus_factor,
     element_count,
+    operation_unsupported,
     parse_size,
     sizes,
+    supported_operations,
 )
 from pytest_ascend.box.launch import torchrun_argv
 from pytest_ascend.processes import die_with_parent, free_port, run_helper
@@ -26,9 +28,12 @@ from pytest_ascend.processes import die_with_parent, free_port, run_helper
 MODULE = "pytest_ascend.box.collectives"
 
 
+GLOO = supported_operations("gloo")  # all five from torch 2.2 on
+
+
 def arguments(out, *extra):
     return ["--out", str(out), "--device", "cpu", "-b", "8", "-e", "256K", "-f", "8",
-            "--iters", "5", "--warmup", "2", *extra]
+            "--iters", "5", "--warmup", "2", "--ops", ",".join(GLOO), *extra]
 
 
 def processes_of(marker):
@@ -46,7 +51,7 @@ def processes_of(marker):
 def check_report(report, ranks, nodes=1):
     assert report["complete"] and report["world_size"] == ranks and report["nodes"] == nodes
     assert report["backend"] == "gloo"
-    for operation in OPERATIONS:
+    for operation in GLOO:
         counts = [element_count(operation, n, 4, ranks) for n in sizes(8, 256 << 10, 8)]
         measured = [r["count"] for r in report["results"] if r["operation"] == operation]
         assert measured == [count for count in counts if count], operation
@@ -64,7 +69,7 @@ def test_every_collective_is_exact_on_gloo(tmp_path, ranks):
     proc = run_helper(torchrun_argv(MODULE, ranks, arguments(out)), timeout_s=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     check_report(json.loads(out.read_text()), ranks)
-    assert "collectives: all_to_all done" in proc.stderr
+    assert f"collectives: {GLOO[-1]} done" in proc.stderr
 
 
 def test_two_nodes_of_two_ranks_meet_through_c10d(tmp_path):
@@ -134,6 +139,8 @@ def one_rank_group(tmp_path):
 def test_a_wrong_result_is_caught_and_located(one_rank_group, operation):
     import torch
 
+    if operation_unsupported(operation, "gloo"):
+        pytest.skip(operation_unsupported(operation, "gloo"))
     collective = Collective(operation, 64, 0, 1, torch.float32, torch.device("cpu"))
     assert collective.check() is None
     honest = collective.call
@@ -157,3 +164,11 @@ def test_bus_factors_follow_nccl_tests():
     assert bus_factor("all_gather", 8) == bus_factor("reduce_scatter", 8) == \
         bus_factor("all_to_all", 8) == pytest.approx(0.875)
     assert bus_factor("broadcast", 8) == 1.0
+
+
+@pytest.mark.parametrize("version, unsupported", [("2.1.0+cu121", {"all_gather", "reduce_scatter"}),
+                                                  ("2.2.0", set()), ("2.13.0+cpu", set())])
+def test_gloo_lacks_two_operations_before_torch_2_2(version, unsupported):
+    found = {op for op in OPERATIONS if operation_unsupported(op, "gloo", version)}
+    assert found == unsupported
+    assert not any(operation_unsupported(op, "hccl", version) for op in OPERATIONS)

@@ -13,8 +13,10 @@ COMPAT_INFERENCE = Path(__file__).resolve().parents[1] / "compat" / "test_infere
 def test_ids_beyond_the_tokenizer_are_named_as_a_mismatch(pytester, checkpoint_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from pytest_ascend.model.hf_compat import DTYPE_KWARG
+
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, **{DTYPE_KWARG: torch.float32})
     extra = 512
     model.resize_token_embeddings(len(tokenizer) + extra, mean_resizing=False)
     with torch.no_grad():  # the rows past the tokenizer win every argmax
