@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -58,6 +59,10 @@ class AscendSession:
         self._watchdog: Optional[Any] = None
         self._restore_sigterm: Optional[Callable[[], None]] = None
         self._start_logged = False
+        self._suite_total = 0
+        self._suite_done: set[str] = set()
+        self._suite_started = 0.0
+        self._eta_said = 0.0
 
     # The plan ---------------------------------------------------------------------------
 
@@ -151,6 +156,27 @@ class AscendSession:
         sampler = MemorySampler(self.plan(announce=True).device, self.settings.memory_interval)
         self._samplers[item.nodeid] = sampler.start()
         return sampler
+
+    # Progress of a long session --------------------------------------------------------
+
+    def suite_collected(self, runnable: int) -> None:
+        """`runnable` suite tests will run (those not skipped at collection)."""
+        self._suite_total = runnable
+        self._suite_started = self._eta_said = time.monotonic()
+
+    def suite_test_finished(self, nodeid: str) -> None:
+        """Count a finished suite test; say where the session stands at most every
+        ETA_EVERY_S seconds, so a run of hours shows its pace and an estimate of the rest."""
+        from pytest_ascend.reports.progress import ETA_EVERY_S, eta_line
+
+        if not self._suite_total or nodeid in self._suite_done:
+            return
+        self._suite_done.add(nodeid)
+        now = time.monotonic()
+        done = len(self._suite_done)
+        if now - self._eta_said >= ETA_EVERY_S and done < self._suite_total:
+            self._eta_said = now
+            self.progress(eta_line(done, self._suite_total, now - self._suite_started))
 
     # Reports ----------------------------------------------------------------------------
 

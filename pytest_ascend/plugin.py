@@ -84,7 +84,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # a CPU its scheduler busy-polls a core) until the session ends, and must not disturb
     # the timings and memory figures of everything else.
     items.sort(key=lambda item: "sglang_server" in getattr(item, "fixturenames", ()))
-    plan = of(config).plan(announce=True)
+    ascend = of(config)
+    plan = ascend.plan(announce=True)
+    runnable = 0
     for item in suite:
         _allow_for_compiling(item, plan.compile_allowance_s)
         slow = item.get_closest_marker("slow")
@@ -96,6 +98,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+        else:
+            runnable += 1
+    ascend.suite_collected(runnable)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -173,6 +178,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         tail = ascend.server_log_tail()
         if tail:
             report.sections.append(("SGLang server log (tail)", tail))
+    if report.when == "teardown" and _in_suite(item):
+        ascend.suite_test_finished(item.nodeid)
     if report.when == "call" or not report.passed:
         ascend.log("test", nodeid=report.nodeid, when=report.when, outcome=report.outcome,
                    duration_s=report.duration, message=_outcome_message(report),
