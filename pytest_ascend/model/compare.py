@@ -4,7 +4,8 @@ Two numerically different but correct paths (a padded batch and a single request
 kernels) may pick different tokens where the model was nearly undecided. Such a divergence
 is acceptable only if, at the first differing step, the two candidate tokens were within a
 small log-probability margin in *both* runs; after it the sequences are different texts and
-are not compared further.
+are not compared further. The margin is the caller's: numerics.tolerance.tie_margin(dtype,
+layers=...) gives the suite's one near-tie rule.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-
-# Log-probability margins under which two tokens count as tied, per dtype. They cover the
-# rounding of a padded-vs-unpadded or reordered reduction: ~1e-6 relative in float32,
-# ~1e-3 in float16 (10-bit mantissa), ~8e-3 in bfloat16 (7-bit), accumulated over layers.
-TIE_MARGIN = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 2e-1}
 
 
 @dataclass(frozen=True)

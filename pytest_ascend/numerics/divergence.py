@@ -10,11 +10,12 @@ top-ks. Agreement is the share of positions where the run's argmax is the golden
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+
+from pytest_ascend.numerics.tolerance import dlogprob_bound
 
 _TINY = 1e-300  # floor under a probability before its log: 0 * log 0 counts as 0
 
@@ -66,25 +67,16 @@ class Bounds:
                 f"{self.tie_margin:g}, perplexity within {self.perplexity:.2%}")
 
 
-# max |Δ logprob| a correct run may show against an exact (float64-like) one, per dtype, for a
-# model of CALIBRATION_LAYERS layers. Measured on the built-in model on CPU (docs/metrics.md):
-# bfloat16 0.095, float16 0.016, float32 on another thread count 3e-6, so the bounds stand
-# 2-4x above what rounding did, and fp32's leaves room for another BLAS's summation order.
-# The error grows with depth about as sqrt(layers) (measured at 1, 4 and 16 layers), so the
-# bound does too. The KL bound follows from it: for small perturbations δ of the
-# log-probabilities, KL ~ Var_p(δ) / 2 <= max|δ|^2 / 2.
-DLOGPROB_BOUND = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 4e-1}
-CALIBRATION_LAYERS = 4
 PERPLEXITY_PER_DLOGPROB = 0.05  # relative perplexity change allowed per unit of that bound
 
 
 def bounds_for(run_dtype: str, golden_dtype: str, layers: int, slack: float = 1.0) -> Bounds:
     """The bounds for a run in `run_dtype` against a golden recorded in `golden_dtype`, for a
-    model of `layers` decoder layers. The looser dtype decides (an fp16 run against an fp32
-    golden, and an fp16 golden against an fp16 run on another stack, are fp16-limited);
-    `slack` widens every bound by that factor (--ascend-golden-slack)."""
-    depth = math.sqrt(max(1.0, layers / CALIBRATION_LAYERS))
-    margin = max(DLOGPROB_BOUND[run_dtype], DLOGPROB_BOUND[golden_dtype]) * depth * slack
+    model of `layers` decoder layers (numerics.tolerance: the looser dtype decides, the
+    bound grows with depth); `slack` widens every bound by that factor
+    (--ascend-golden-slack). The KL bound follows from the dlogprob bound: for small
+    perturbations δ of the log-probabilities, KL ~ Var_p(δ) / 2 <= max|δ|^2 / 2."""
+    margin = dlogprob_bound(run_dtype, golden_dtype, layers=layers, slack=slack)
     return Bounds(dlogprob=margin, kl=margin * margin / 2, tie_margin=margin,
                   perplexity=margin * PERPLEXITY_PER_DLOGPROB)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ascend import stash
+from pytest_ascend.ascend_session import of
 from pytest_ascend.measure.interleave import bound_problem, round_ratios
 from pytest_ascend.measure.stats import median
 from pytest_ascend.serving.bench_serving import find_module, run_bench_serving
@@ -33,7 +33,7 @@ def sweep_config(ascend_plan):
 @pytest.fixture
 def server_health(pytestconfig, npu_device):
     """A ServerHealthSampler on the session's server (its process tree when launched)."""
-    server = pytestconfig.stash[stash.server_key]
+    server = of(pytestconfig).server
     launched = server.process
     with ServerHealthSampler(
             launched.process.pid if launched is not None else None, npu_device,
@@ -59,6 +59,25 @@ def consistency_problems(summary):
         p50, p90, p99 = (summary[f"{s}_{metric}_ms"] for s in ("median", "p90", "p99"))
         if not 0 < p50 <= p90 <= p99:
             found.append(f"{metric}: P50 {p50} <= P90 {p90} <= P99 {p99} does not hold")
+    return found
+
+
+def goodput_problems(point, slo):
+    """Where a rate's goodput contradicts its own requests: more good requests than
+    completed ones, or, at a rate whose P99s met every SLO, fewer than that allows. A P99 at
+    or under its target (linear interpolation over n values) leaves at most
+    n - 1 - floor(0.99 (n - 1)) requests over it, per objective."""
+    done, good = point["completed"], point["goodput"] * point["duration_s"]
+    found = []
+    if not -1e-9 <= good <= done + 1e-9:
+        found.append(f"goodput {point['goodput']:.3g}/s is {good:.1f} good requests of "
+                     f"{done} completed")
+    if point["meets_slo"] and done:
+        over_p99 = done - 1 - math.floor(0.99 * (done - 1))
+        least = done - len(slo.targets) * over_p99
+        if good < least - 1e-9:
+            found.append(f"every P99 met the SLO, yet only {good:.1f} of {done} requests did "
+                         f"(at least {least} must)")
     return found
 
 
@@ -98,8 +117,11 @@ def test_request_rate_sweep_finds_the_saturation_rate(
         f"{p['failed']} failed and {p['not_sent']} not sent of {p['requests']} at "
         f"{p['request_rate']:g}/s ({', '.join(p['errors'])})" for p in lost)
     problems = [f"at {p['request_rate']:g}/s: {problem}" for p in curve
-                for problem in consistency_problems(p)]
+                for problem in consistency_problems(p) + goodput_problems(p, config.slo)]
     assert not problems, "; ".join(problems)
+    assert sweep.peak_goodput == max(p["goodput"] for p in curve)
+    assert sweep.saturation_rate == max((p["request_rate"] for p in curve if p["meets_slo"]),
+                                        default=0.0)
     ascend_perf_verdict(None if sweep.saturation_rate > 0 else
                         f"no offered rate met the SLO {config.slo.text()}: at "
                         f"{curve[0]['request_rate']:g}/s {'; '.join(curve[0]['missed'])}")
@@ -170,7 +192,7 @@ def test_load_generator_agrees_with_sglang_bench_serving(
     if module is None:
         pytest.skip(f"SGLang's bench_serving is not importable from {python}: pass "
                     f"--sglang-python=PATH of an interpreter with sglang to cross-check")
-    model_dir = pytestconfig.stash[stash.server_key].facts.get("model_path") or ""
+    model_dir = of(pytestconfig).server.facts.get("model_path") or ""
     if not Path(model_dir).is_dir():
         pytest.skip(f"the server's model path {model_dir!r} is not a directory here, and "
                     f"bench_serving needs its tokenizer")

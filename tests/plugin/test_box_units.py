@@ -10,6 +10,7 @@ from pytest_ascend.box.siblings import stragglers
 from pytest_ascend.platforms.cpu import CpuDevice
 from pytest_ascend.platforms.npu import NpuPlatform
 from pytest_ascend.platforms.selection import parse_card_selection
+from test_environment_facts import NPU_SMI
 
 
 def test_a_card_below_the_median_of_the_others_is_named():
@@ -97,18 +98,32 @@ def test_a_transfer_is_timed_with_every_card_synchronized():
     assert 45 <= timing.elapsed_ms < 500
 
 
+# `npu-smi info -m` of a 910B box (one chip and the board's Mcu per NPU): the chip logic
+# ids ASCEND_RT_VISIBLE_DEVICES and the runtime speak of, against the NPU and chip ids the
+# `npu-smi info` table is keyed by (Huawei, npu-smi command reference, "info -m").
+NPU_SMI_MAP = """\
+        NPU ID                         Chip ID                        Chip Logic ID                  Chip Name
+        0                              0                              0                              Ascend 910B3
+        0                              1                              -                              Mcu
+        1                              0                              1                              Ascend 910B3
+        1                              1                              -                              Mcu
+"""
+
+
 def test_npu_bus_id_follows_the_visible_devices(monkeypatch):
-    table = {"npu-smi": [{"npu": 4, "name": "910B3", "bus_id": "0000:81:00.0",
-                          "hbm_total_mb": 65536}]}
-    monkeypatch.setattr("pytest_ascend.platforms.npu.run_tool", lambda argv: argv[0])
-    monkeypatch.setattr("pytest_ascend.platforms.npu.parse_npu_smi", lambda text: table[text])
-    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "6,4")
+    """The recorded `npu-smi info` and `info -m` outputs stand for the tools (their real
+    parsers read them); logic id 1 is NPU 1 chip 0, whose Bus-Id is 0000:01:00.0."""
+    recorded = {("npu-smi", "info"): NPU_SMI, ("npu-smi", "info", "-m"): NPU_SMI_MAP}
+    monkeypatch.setattr("pytest_ascend.platforms.npu.run_tool", lambda argv: recorded[tuple(argv)])
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "1,0")
     card = CpuDevice()
+    card.index = 0
+    assert NpuPlatform().bus_id(card) == "0000:01:00.0"
     card.index = 1
-    assert NpuPlatform().bus_id(card) == "0000:81:00.0"
+    assert NpuPlatform().bus_id(card) == "0000:c1:00.0"
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "7")  # a logic id the box does not have
     card.index = 0
     assert NpuPlatform().bus_id(card) is None
-
 
 
 def test_ranks_see_only_the_selected_cards_mapped_through_the_variable():

@@ -3,6 +3,7 @@ the speculative decoder's rules and errors, the memory sampler, on tiny recipes 
 the suite's default."""
 
 import math
+import threading
 
 import pytest
 import torch
@@ -135,20 +136,26 @@ def test_kv_bytes_per_token_for_qwen25_14b():
 
 
 class CountingDevice(CpuDevice):
+    """Memory that grows by one byte per snapshot; `sampled` is set at the fifth."""
+
     def __init__(self):
         super().__init__()
         self.calls = 0
+        self.sampled = threading.Event()
 
     def memory(self):
         self.calls += 1
+        if self.calls >= 5:
+            self.sampled.set()
         return MemorySnapshot(self.calls, 2 * self.calls, 0, 0, None, "counting")
 
 
 def test_memory_sampler_samples_in_the_background():
-    import time
-
-    with MemorySampler(CountingDevice(), interval_s=0.005) as sampler:
-        time.sleep(0.1)
+    """The test waits for five snapshots, however long a loaded machine takes to give the
+    sampler's thread its turns, rather than for a sleep that should fit five intervals."""
+    device = CountingDevice()
+    with MemorySampler(device, interval_s=0.005) as sampler:
+        assert device.sampled.wait(timeout=60), "the sampler took no 5 snapshots in 60 s"
     series = sampler.series()
     assert len(series["allocated"]) >= 5
     assert series["allocated"] == sorted(series["allocated"])
@@ -172,7 +179,11 @@ def test_memory_sampler_fixture_series_reaches_the_json_report(pytester):
         """
         import time
         def test_sampled(memory_sampler):
-            time.sleep(0.05)
+            # wait for two samples of the sampler's own thread, however long a loaded
+            # machine takes to schedule it, rather than for a sleep that should fit them
+            deadline = time.monotonic() + 60
+            while len(memory_sampler.samples) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
         """
     )
     result = pytester.runpytest("--ascend-memory-interval", "0.01", "--json-report",

@@ -157,11 +157,30 @@ def test_ttft_is_judged_by_its_own_rounds(real_runs, tmp_path, capsys):
     assert ttft["groups"]["8.0.RC2"]["samples"] == len(rounds) >= 3
 
 
-def test_a_2_percent_change_is_noise_and_passes(real_runs, tmp_path, capsys):
-    two_runs(real_runs[0], tmp_path, "8.0.RC2")
-    two_runs(real_runs[0], tmp_path, "8.1.RC1", tpot_ms=1.02, time=1.02)
+def gate_threshold(run, metric):
+    """The gate's threshold for SHORT_QA `metric` between two groups of two copies of
+    `run`: max(min_change, 3 x the relative IQR of the copies' rounds)."""
+    bench = next(b for b in run["benchmarks"] if b["fullname"] == SHORT_QA)
+    rounds = 2 * (bench["stats"]["data"] if metric == "time" else
+                  bench["extra_info"]["rounds"][metric])
+    middle = percentile(rounds, 50)
+    return max(0.15, 3 * (percentile(rounds, 75) - percentile(rounds, 25)) / middle)
+
+
+@pytest.mark.parametrize("share, flagged", [(0.8, False), (1.25, True)])
+def test_a_change_either_side_of_the_gates_threshold(real_runs, tmp_path, capsys, share,
+                                                     flagged):
+    """A slowdown of 80% of the threshold this run's own noise sets passes; 125% fails.
+    (Below min_change alone, a change says nothing about the noise term.)"""
+    run = real_runs[0]
+    factors = {m: 1 + share * gate_threshold(run, m) for m in ("tpot_ms", "time")}
+    two_runs(run, tmp_path, "8.0.RC2")
+    two_runs(run, tmp_path, "8.1.RC1", **factors)
     code, found, _ = regressions(capsys, tmp_path)
-    assert code == 0 and not found
+    if flagged:
+        assert code == 1 and found == {(SHORT_QA, "tpot_ms"), (SHORT_QA, "time")}
+    else:
+        assert code == 0 and not found
 
 
 def test_smoke_runs_are_reported_never_gated(real_runs, tmp_path, capsys):

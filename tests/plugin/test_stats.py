@@ -28,3 +28,23 @@ def test_percentile_rejects_empty_and_out_of_range():
 def test_percentiles_of_nothing_are_nan_with_zero_count():
     empty = Percentiles.of([])
     assert empty.count == 0 and empty.p50 != empty.p50
+
+
+def test_percentile_edges_and_refusals_in_words():
+    assert percentile([3.0, 1.0, 2.0], 0) == 1.0 and percentile([3.0, 1.0, 2.0], 100) == 3.0
+    assert percentile([5.0], 37) == 5.0
+    assert percentile([0.0, 10.0], 25) == 2.5
+    assert percentile(iter([4.0, 2.0]), 50) == 3.0  # any iterable, read once
+    with pytest.raises(ValueError, match="^percentile of no values$"):
+        percentile([], 50)
+    for q in (-0.1, 100.5):
+        with pytest.raises(ValueError, match=rf"^percentile q={q} is outside 0..100$"):
+            percentile([1.0], q)
+
+
+def test_percentiles_of_samples_and_their_count():
+    values = [float(v) for v in range(101)]
+    assert Percentiles.of(values) == Percentiles(50.0, 95.0, 99.0, 101)
+    assert Percentiles.of([2.0]) == Percentiles(2.0, 2.0, 2.0, 1)
+    empty = Percentiles.of([])
+    assert empty.p95 != empty.p95 and empty.p99 != empty.p99
