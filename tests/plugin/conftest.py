@@ -16,6 +16,18 @@ import torch  # noqa: F401  (see below)
 from pytest_ascend.model.tiny import TinyRecipe, ensure_built
 
 
+def in_memory_qwen2(vocab_size: int, max_positions: int):
+    """A one-layer transformers Qwen2 built in memory (milliseconds, no checkpoint), seeded:
+    the real model class for unit tests of code that drives one."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=max_positions)
+    return Qwen2ForCausalLM(config).eval()
+
+
 def ctrl_c_as_in_a_terminal():
     """preexec_fn for a child a test sends Ctrl-C: SIGINT's default disposition, which a
     terminal's foreground job has. A test run started in the background (`nohup`, `&` in a

@@ -10,6 +10,7 @@ import stat
 import pytest
 import torch
 
+from conftest import in_memory_qwen2
 from pytest_ascend.model.prompts import SEED_PROMPTS, SEED_WORKLOADS
 from pytest_ascend.numerics.decoding import decode_answer
 from pytest_ascend.numerics.golden import (
@@ -46,13 +47,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=96, hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=96)
-    return Qwen2ForCausalLM(config).eval()
+    return in_memory_qwen2(vocab_size=96, max_positions=96)
 
 
 @pytest.fixture(scope="module")

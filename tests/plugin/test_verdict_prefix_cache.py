@@ -5,19 +5,14 @@ eviction takes, the budget, and that reused KV gives the logits a full recompute
 import pytest
 import torch
 
+from conftest import in_memory_qwen2
 from pytest_ascend.features.prefix_cache import PrefillResult, PrefixCache
 from pytest_ascend.model.hf_compat import cache_tensors, forward_kwargs, output_cache
 
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=128)
-    return Qwen2ForCausalLM(config).eval()
+    return in_memory_qwen2(vocab_size=64, max_positions=128)
 
 
 def full_logits(model, ids):
