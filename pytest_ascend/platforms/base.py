@@ -16,6 +16,7 @@ different questions and answered some of them wrongly on a 910A.
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class Platform(ABC):
     # are the card's); False: memory figures are the host process's (RSS), and transfers
     # to it need no pinned host memory.
     has_device_memory: ClassVar[bool] = True
+    # The debug switch that serialises every launch with the host (timings then mean nothing).
+    launch_blocking_env: ClassVar[Optional[str]] = None
     # torchrun starts one rank per selected card, rank i on card i; False: every rank shares
     # the one host device (two ranks, so a collective has two ends).
     one_rank_per_card: ClassVar[bool] = True
@@ -146,8 +149,13 @@ class Platform(ABC):
 
     def timing_caveat(self, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
         """Why timings taken under `environ` (default: this process's) do not measure the
-        device (a launch-blocking debug switch), or None."""
-        return None
+        device (the platform's launch-blocking debug switch is on), or None."""
+        variable = self.launch_blocking_env
+        value = (os.environ if environ is None else environ).get(variable or "", "0")
+        if variable is None or value in ("", "0"):
+            return None
+        return (f"{variable}={value} runs every device operation synchronously with the host: "
+                f"timings do not measure the device (unset it for a timed run)")
 
     def __repr__(self) -> str:
         return f"<Platform {self.kind}>"

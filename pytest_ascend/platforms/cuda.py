@@ -3,9 +3,8 @@ runtime and driver versions as facts, and NVIDIA's datasheet figures."""
 
 from __future__ import annotations
 
-import os
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from pytest_ascend.platforms.base import (
     DatasheetPeak,
@@ -37,6 +36,7 @@ DATASHEETS: tuple[tuple[str, DatasheetPeak], ...] = (
 
 class CudaPlatform(Platform):
     kind = "cuda"
+    launch_blocking_env = "CUDA_LAUNCH_BLOCKING"
     auto_priority = 20
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     distributed_backend = "nccl"
@@ -103,12 +103,6 @@ class CudaPlatform(Platform):
             supported = torch.cuda.is_bf16_supported()
         return None if supported else f"{device.name} has no bfloat16 (compute capability < 8.0)"
 
-    def timing_caveat(self, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-        environ = os.environ if environ is None else environ
-        if environ.get("CUDA_LAUNCH_BLOCKING", "0") not in ("", "0"):
-            return ("CUDA_LAUNCH_BLOCKING=1 serialises every kernel launch with the host: "
-                    "timings do not measure the device")
-        return None
 
 
 def _nvidia_driver() -> str:

@@ -88,6 +88,7 @@ DATASHEETS: tuple[tuple[str, DatasheetPeak], ...] = (
 
 class NpuPlatform(Platform):
     kind = "npu"
+    launch_blocking_env = "ASCEND_LAUNCH_BLOCKING"
     auto_priority = 10  # an installed torch_npu means an Ascend box: it must be what runs
     visible_devices_env = "ASCEND_RT_VISIBLE_DEVICES"
     distributed_backend = "hccl"
@@ -184,12 +185,6 @@ class NpuPlatform(Platform):
             jit = not _b1_or_later(device.name)
         return JIT_FIRST_USE_S if jit else 0.0
 
-    def timing_caveat(self, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-        environ = os.environ if environ is None else environ
-        if environ.get("ASCEND_LAUNCH_BLOCKING", "0") not in ("", "0"):
-            return ("ASCEND_LAUNCH_BLOCKING=1 runs every operator synchronously with the "
-                    "host: timings do not measure the device (unset it for a timed run)")
-        return None
 
     def _backend(self, under_auto: bool = False) -> ModuleType:
         """Import torch_npu and return `torch.npu`, or raise with the reason in one line."""
