@@ -173,7 +173,13 @@ def noise_in_one_layer(model):
 
 
 def one_attention_scaling_changed(model):
-    model.model.layers[1].self_attn.scaling *= 1.25
+    """Every query x1.25 scales that layer's attention logits x1.25 (RoPE is a rotation),
+    as a wrong softmax scale would; through the weights, since transformers 4.45's attention
+    has no `scaling` attribute to change."""
+    projection = model.model.layers[1].self_attn.q_proj
+    projection.weight *= 1.25
+    if projection.bias is not None:
+        projection.bias *= 1.25
 
 
 @pytest.mark.parametrize("change", [noise_in_one_layer, one_attention_scaling_changed])
