@@ -90,21 +90,3 @@ def install_platform(pytester):
 
     return install
 
-
-# Under pytest-xdist (CI runs tests/plugin with -n 2 --dist loadgroup) the tests that start a
-# real SGLang server share one worker, so two servers (2.5 GB and a busy-polling scheduler
-# each) never run at once; so do the tests that measure wall-clock time against a bound.
-XDIST_GROUPS = {
-    "sglang-server": ("test_sglang_lifecycle.py", "test_load_generator.py", "test_watchdog.py"),
-    "wall-clock": ("test_perf_verdict.py", "test_interleave.py", "test_measure.py",
-                   "test_reports_survive.py"),
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        for group, files in XDIST_GROUPS.items():
-            if item.path.name in files:
-                item.add_marker(pytest.mark.xdist_group(group))
