@@ -62,18 +62,6 @@ def rank_layout(cards: Sequence[Any], environ: Optional[Mapping[str, str]] = Non
     return RankLayout(ordered, env)
 
 
-def rank_count(cards: Sequence[Any]) -> int:
-    """Ranks a job on `cards` starts."""
-    return rank_layout(cards).ranks
-
-
-def rank_environment(cards: Sequence[Any], environ: Optional[Mapping[str, str]] = None
-                     ) -> dict[str, str]:
-    """The environment of a job (or a server) on `cards`: this one, with the visible devices
-    narrowed to them in ascending order."""
-    return rank_layout(cards, environ).env
-
-
 def torchrun_argv(module: str, ranks: int, arguments: Sequence[str], *,
                   nodes: int = 1, endpoint: Optional[str] = None,
                   run_id: str = "pytest-ascend") -> list[str]:

@@ -203,9 +203,9 @@ _ALIASES = {"--tp": "--tp-size", "--tensor-parallel-size": "--tp-size"}
 def launch_env(cards: Sequence[Any]) -> dict:
     """This process's environment, its visible devices narrowed to the server's cards, plus
     what the platform's SGLang needs."""
-    from pytest_ascend.box.launch import rank_environment
+    from pytest_ascend.box.launch import rank_layout
 
-    return {**rank_environment(cards), **cards[0].platform.sglang_env}
+    return {**rank_layout(cards).env, **cards[0].platform.sglang_env}
 
 
 def server_cards(plan: Any) -> tuple[Any, Optional[Any]]:

@@ -127,19 +127,18 @@ def test_npu_bus_id_follows_the_visible_devices(monkeypatch):
 
 
 def test_ranks_see_only_the_selected_cards_mapped_through_the_variable():
-    from pytest_ascend.box.launch import rank_count, rank_environment
+    from pytest_ascend.box.launch import rank_layout
 
     class Card:
-        is_accelerator = True
         platform = NpuPlatform()
 
         def __init__(self, index):
             self.index = index
 
     cards = [Card(1), Card(3)]
-    env = rank_environment(cards, {"ASCEND_RT_VISIBLE_DEVICES": "4,5,6,7", "HOME": "/root"})
+    env = rank_layout(cards, {"ASCEND_RT_VISIBLE_DEVICES": "4,5,6,7", "HOME": "/root"}).env
     assert env["ASCEND_RT_VISIBLE_DEVICES"] == "5,7" and env["HOME"] == "/root"
-    assert rank_environment(cards, {})["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
-    assert rank_count(cards) == 2
+    assert rank_layout(cards, {}).env["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
+    assert rank_layout(cards).ranks == 2
     host = [CpuDevice()]
-    assert rank_count(host) == 2 and "CUDA_VISIBLE_DEVICES" not in rank_environment(host, {})
+    assert rank_layout(host).ranks == 2 and "CUDA_VISIBLE_DEVICES" not in rank_layout(host, {}).env

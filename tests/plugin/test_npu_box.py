@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pytest_ascend.box.card_checks import matmul_not_applicable
-from pytest_ascend.box.launch import rank_environment, rank_layout
+from pytest_ascend.box.launch import rank_layout
 from pytest_ascend.platforms.cpu import CpuDevice
 from pytest_ascend.platforms.npu import (
     NpuPlatform,
@@ -49,7 +49,7 @@ def test_torchrun_gets_ascending_cards_and_rank_i_drives_the_ith_lowest():
                          {"ASCEND_RT_VISIBLE_DEVICES": "4,5,6,7"})
     assert layout.env["ASCEND_RT_VISIBLE_DEVICES"] == "4,6,7"
     assert layout.card_indices == [0, 2, 3]
-    assert rank_environment(cards, {})["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
+    assert rank_layout(cards, {}).env["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
 
 
 def test_ranks_on_the_host_share_it():
