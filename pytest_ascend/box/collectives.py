@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from pytest_ascend.box.launch import join_job, under_torchrun
+from pytest_ascend.box.launch import join_job, leave_job, under_torchrun
 
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 # gloo gained all_gather_into_tensor and reduce_scatter_tensor in torch 2.2 (pytorch PR
@@ -267,25 +267,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "results": [], "complete": False,
     }
     started = time.perf_counter()
-    try:
-        for operation in args.ops.split(","):
-            for nbytes in sizes(args.min_bytes, args.max_bytes, args.factor):
-                result = measure(operation, nbytes, card, rank, ranks, dtype, args.warmup,
-                                 args.iters)
-                if result is not None:
-                    report["results"].append(asdict(result))
-            if rank == 0:
-                done = [r for r in report["results"] if r["operation"] == operation]
-                print(f"collectives: {operation} done, {len(done)} sizes, peak busbw "
-                      f"{max((r['busbw_gb_s'] for r in done), default=0):.3g} GB/s",
-                      file=sys.stderr, flush=True)
-                _write(args.out, report)
-        report["complete"] = True
-        report["seconds"] = time.perf_counter() - started
+    for operation in args.ops.split(","):
+        for nbytes in sizes(args.min_bytes, args.max_bytes, args.factor):
+            result = measure(operation, nbytes, card, rank, ranks, dtype, args.warmup,
+                             args.iters)
+            if result is not None:
+                report["results"].append(asdict(result))
         if rank == 0:
+            done = [r for r in report["results"] if r["operation"] == operation]
+            print(f"collectives: {operation} done, {len(done)} sizes, peak busbw "
+                  f"{max((r['busbw_gb_s'] for r in done), default=0):.3g} GB/s",
+                  file=sys.stderr, flush=True)
             _write(args.out, report)
-    finally:
-        dist.destroy_process_group()
+    report["complete"] = True
+    report["seconds"] = time.perf_counter() - started
+    if rank == 0:
+        _write(args.out, report)
+    leave_job()
     return 0 if all(r["correct"] for r in report["results"]) else 1
 
 

@@ -109,3 +109,15 @@ def join_job(device_choice: str) -> RankContext:
     dist.init_process_group(backend=platform.distributed_backend)
     return RankContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), local_rank,
                        platform, card)
+
+
+def leave_job() -> None:
+    """Every rank meets at a barrier, then tears its process group down. A rank that tears
+    down while another is still inside a collective can hang in destroy_process_group
+    (pytorch #75097); on torch 2.1's gloo that held a finished job until its timeout. Call it
+    only when this rank succeeded: a failing rank exits without it (a collective teardown it
+    could not complete would hang too), and torchrun stops the others."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pytest_ascend.box.launch import join_job, under_torchrun
+from pytest_ascend.box.launch import join_job, leave_job, under_torchrun
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 # A short answer and a long one: enough steps for TPOT, and two chances to diverge.
@@ -155,36 +155,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     new_tokens = args.new_tokens
     say = (lambda line: print(f"tensor_parallel: {line}", file=sys.stderr, flush=True)) \
         if rank == 0 else (lambda line: None)
-    try:
-        started = time.perf_counter()
-        model, tokenizer = _load(args)
-        prompts = seed_chat_prompts(tokenizer, args.prompt_keys.split(","))
-        say(f"loaded {args.model} across {ranks} ranks in {time.perf_counter() - started:.1f} s")
-        greedy = greedy_generate(model, tokenizer, prompts, new_tokens, ignore_eos=True)
-        say(f"greedy: {len(prompts)} prompts x {new_tokens} tokens")
-        limits = measure_device_limits(card, args.dtype)
-        result = measure_generation(model, tokenizer, prompts, max_new_tokens=new_tokens,
-                                    device=card, repetitions=args.passes)
-        share = model_cost(model, tp_size=ranks)  # this card's weights and KV heads
-        mine = {"rank": rank, "card": card.name, "index": index,
-                "weight_bytes": share.weight_bytes_per_step,
-                "bandwidth_gb_s": limits.bandwidth_bytes_per_s / 1e9,
-                "roofline_fraction": roofline_metrics(share, limits,
-                                                      result.runs)["roofline_fraction"]}
-        cards: list = [None] * ranks
-        dist.all_gather_object(cards, mine)
-        if rank == 0:
-            _write(args.out, {
-                "tp_size": ranks, "backend": dist.get_backend(), "device_kind": platform.kind,
-                "dtype": args.dtype, "max_new_tokens": new_tokens,
-                "prompt_keys": args.prompt_keys.split(","),
-                "tokens": [g.tokens for g in greedy], "cards": cards,
-                "metrics": result.summary().metrics(), "rounds": result.round_figures(),
-                "seconds": time.perf_counter() - started,
-            }, {"logits": torch.stack([g.logits for g in greedy])})
-            say(f"TPOT {result.summary().tpot_ms.p50:.2f} ms at TP {ranks}")
-    finally:
-        dist.destroy_process_group()
+    started = time.perf_counter()
+    model, tokenizer = _load(args)
+    prompts = seed_chat_prompts(tokenizer, args.prompt_keys.split(","))
+    say(f"loaded {args.model} across {ranks} ranks in {time.perf_counter() - started:.1f} s")
+    greedy = greedy_generate(model, tokenizer, prompts, new_tokens, ignore_eos=True)
+    say(f"greedy: {len(prompts)} prompts x {new_tokens} tokens")
+    limits = measure_device_limits(card, args.dtype)
+    result = measure_generation(model, tokenizer, prompts, max_new_tokens=new_tokens,
+                                device=card, repetitions=args.passes)
+    share = model_cost(model, tp_size=ranks)  # this card's weights and KV heads
+    mine = {"rank": rank, "card": card.name, "index": index,
+            "weight_bytes": share.weight_bytes_per_step,
+            "bandwidth_gb_s": limits.bandwidth_bytes_per_s / 1e9,
+            "roofline_fraction": roofline_metrics(share, limits,
+                                                  result.runs)["roofline_fraction"]}
+    cards: list = [None] * ranks
+    dist.all_gather_object(cards, mine)
+    if rank == 0:
+        _write(args.out, {
+            "tp_size": ranks, "backend": dist.get_backend(), "device_kind": platform.kind,
+            "dtype": args.dtype, "max_new_tokens": new_tokens,
+            "prompt_keys": args.prompt_keys.split(","),
+            "tokens": [g.tokens for g in greedy], "cards": cards,
+            "metrics": result.summary().metrics(), "rounds": result.round_figures(),
+            "seconds": time.perf_counter() - started,
+        }, {"logits": torch.stack([g.logits for g in greedy])})
+        say(f"TPOT {result.summary().tpot_ms.p50:.2f} ms at TP {ranks}")
+    leave_job()
     return 0
 
 
