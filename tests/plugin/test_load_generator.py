@@ -58,11 +58,11 @@ class StandIn:
                     stand_in.arrived.append(received)
                     stand_in.in_flight += 1
                     stand_in.max_in_flight = max(stand_in.max_in_flight, stand_in.in_flight)
+                self.counted = True
                 try:
                     stand_in.answer(self, body, received)
                 finally:
-                    with stand_in.lock:
-                        stand_in.in_flight -= 1
+                    stand_in.leave(self)
 
             def log_message(self, *args):
                 pass
@@ -88,6 +88,8 @@ class StandIn:
             if done:
                 time.sleep(self.gap_s * self.per_chunk)
             done = min(new, done + (self.per_chunk if done else 1))
+            if done == new:  # before the last token leaves: the client may send the next
+                self.leave(handler)  # request the moment it has it
             chunk = {"text": "x" * done, "meta_info": {
                 "prompt_tokens": len(ids), "completion_tokens": done, "cached_tokens": 3}}
             handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -98,6 +100,13 @@ class StandIn:
         with self.lock:  # what the server itself took, on the client's clock (one process)
             self.served.append((first_written - received, time.perf_counter() - received))
         handler.close_connection = True
+
+    def leave(self, handler):
+        """A request stops counting as in flight once (its last token, an error, a hang)."""
+        with self.lock:
+            if handler.counted:
+                handler.counted = False
+                self.in_flight -= 1
 
     def close(self):
         self.server.shutdown()
