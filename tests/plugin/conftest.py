@@ -46,6 +46,19 @@ def shared_cache(tmp_path_factory):
 SGLANG_PYTHON = os.environ.get("PYTEST_ASCEND_SGLANG_PYTHON")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def not_an_xdist_worker_inside():
+    """Inner runs (pytester's and subprocesses) do not inherit the PYTEST_XDIST_* of the
+    xdist worker running these tests: pytest-benchmark reads PYTEST_XDIST_WORKER and turns
+    itself off in a run that has it. Session-scoped, so it holds before the module-scoped
+    fixtures that run the suite once for many tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("PYTEST_XDIST_"):
+                patch.delenv(name)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def clean_ascend_env(monkeypatch, shared_cache):
     """Inner runs see no PYTEST_ASCEND_* settings of the outer environment."""
