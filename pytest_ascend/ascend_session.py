@@ -56,6 +56,9 @@ class AscendSession:
         self._limits: Optional[Any] = None
         self._environment: Optional[dict] = None
         self._samplers: dict[str, Any] = {}  # nodeid -> measure.memory.MemorySampler
+        self.cards_watch: Optional[Any] = None  # telemetry.watch.CardWatch, in a suite run
+        self.health: Optional[Any] = None  # telemetry.health.HealthVerdict, at the end
+        self._telemetry: dict[str, dict] = {}  # nodeid -> its region's telemetry
         self._watchdog: Optional[Any] = None
         self._restore_sigterm: Optional[Callable[[], None]] = None
         self._start_logged = False
@@ -160,9 +163,67 @@ class AscendSession:
     # Progress of a long session --------------------------------------------------------
 
     def suite_collected(self, runnable: int) -> None:
-        """`runnable` suite tests will run (those not skipped at collection)."""
+        """`runnable` suite tests will run (those not skipped at collection): from here on
+        every card is watched."""
         self._suite_total = runnable
         self._suite_started = self._eta_said = time.monotonic()
+        if runnable:
+            self._watch_cards()
+
+    # Telemetry and the health gate ------------------------------------------------------
+
+    def _watch_cards(self) -> None:
+        """Start reading every selected card. Telemetry must never cost a run its results:
+        a reader that cannot start is said in one line, and the suite goes on without."""
+        from pytest_ascend.telemetry.watch import CardWatch
+
+        if self.cards_watch is not None or self._plan is None:
+            return
+        try:
+            readers = [card.platform.telemetry(card) for card in self._plan.cards]
+            self.cards_watch = CardWatch(readers, self.settings.telemetry_interval)
+        except Exception as exc:  # noqa: BLE001
+            self.progress(f"telemetry off: {type(exc).__name__}: {exc}")
+            return
+        for line in self.cards_watch.header_lines():
+            self.progress(line)
+
+    @contextmanager
+    def watched_region(self, item: pytest.Item) -> Iterator[None]:
+        """Around a suite test's call: its region's telemetry beside its results, in its
+        benchmark's extra_info["telemetry"] (energy per decoded token as a metric of its
+        own) and in its metrics."""
+        watch = self.cards_watch
+        if watch is None:
+            yield
+            return
+        start = watch.begin()
+        try:
+            yield
+        finally:
+            fixture = getattr(item, "funcargs", {}).get("benchmark")
+            extra = fixture.extra_info if fixture is not None else {}
+            telemetry = watch.end(item.nodeid, start, extra)
+            self._telemetry[item.nodeid] = telemetry
+            if fixture is not None:
+                extra["telemetry"] = telemetry
+                if "energy_per_token_j" in telemetry:
+                    extra["energy_per_token_j"] = telemetry["energy_per_token_j"]
+
+    def judge_health(self, exitstatus: int) -> int:
+        """At the session's end: each card's health against its start. A card that failed
+        fails the session, whatever its tests said."""
+        if self.cards_watch is None or self.health is not None:
+            return exitstatus
+        self.health = self.cards_watch.finish()
+        for line in self.health.notes:
+            self.progress(f"health: {line}")
+        for line in self.health.failures:
+            self.progress(f"HEALTH GATE FAILED: {line}")
+        self.log("health", failures=self.health.failures, notes=self.health.notes)
+        if self.health.failed and exitstatus == pytest.ExitCode.OK:
+            return pytest.ExitCode.TESTS_FAILED
+        return exitstatus
 
     def suite_test_finished(self, nodeid: str) -> None:
         """Count a finished suite test; say where the session stands at most every
@@ -192,8 +253,11 @@ class AscendSession:
         if self._plan is None:
             return None
         model = self._models.get(self._plan.settings.model)
-        return ascend_block(self._plan, self.environment(), model, self._limits,
-                            self.server.facts if self.server is not None else None)
+        block = ascend_block(self._plan, self.environment(), model, self._limits,
+                             self.server.facts if self.server is not None else None)
+        if self.health is not None:
+            block["health"] = {"failures": self.health.failures, "notes": self.health.notes}
+        return block
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_modifyreport(self, json_report: dict) -> None:
@@ -215,6 +279,8 @@ class AscendSession:
         """What a test measured: its `record_property` values, its `benchmark.extra_info`,
         and its memory sampler's series."""
         metrics: dict[str, Any] = dict(getattr(item, "user_properties", ()))
+        if item.nodeid in self._telemetry:
+            metrics["telemetry"] = self._telemetry[item.nodeid]
         fixture = getattr(item, "funcargs", {}).get("benchmark")
         if fixture is not None:
             metrics.update(fixture.extra_info)
@@ -372,6 +438,8 @@ class AscendSession:
         pytester does, would otherwise keep one per session), SIGTERM gets its handler back."""
         if self._watchdog is not None:
             self._watchdog.close()
+        if self.cards_watch is not None and self.health is None:
+            self.cards_watch.sampler.stop()
         if self._restore_sigterm is not None:
             self._restore_sigterm()
             self._restore_sigterm = None

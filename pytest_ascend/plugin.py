@@ -12,7 +12,7 @@ so `pytest --help` stays fast.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Optional
 
 import pytest
@@ -126,7 +126,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest-timeout's, which arms first
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    with _watched(item, "call"):
+    region = of(item.config).watched_region(item) if _in_suite(item) else nullcontext()
+    with _watched(item, "call"), region:
         return (yield)
 
 
@@ -194,6 +195,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     ascend = of(session.config)
     if ascend.xdist_refusal is not None:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    session.exitstatus = ascend.judge_health(session.exitstatus)
     ascend.guard.before_session_end()
     try:
         return (yield)

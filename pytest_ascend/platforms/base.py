@@ -25,6 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     from pytest_ascend.platforms.device import DeviceUnderTest
+    from pytest_ascend.telemetry.reading import TelemetryReader
+
+
+def card_label(device: "DeviceUnderTest") -> str:
+    """How telemetry and the health gate name a card: its index and its name."""
+    return f"card {device.index} ({device.name})"
 
 
 class DeviceUnavailable(RuntimeError):
@@ -122,6 +128,14 @@ class Platform(ABC):
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         """Published peak figures for a device of this kind, if any are known."""
         return None
+
+    def telemetry(self, device: "DeviceUnderTest") -> "TelemetryReader":
+        """The reader of the card's power, temperature, clocks, memory, ECC and health
+        (pytest_ascend.telemetry); a platform that reads none says so for every field."""
+        from pytest_ascend.telemetry.reading import FIELDS, TelemetryReader
+
+        return TelemetryReader(card_label(device), [], {
+            name: f"the {self.kind} platform reads no telemetry" for name in FIELDS})
 
     def bf16_unsupported(self, device: "DeviceUnderTest") -> Optional[str]:
         """Why `device` cannot compute in bfloat16 (one line naming the chip), or None when

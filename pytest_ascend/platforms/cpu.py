@@ -9,12 +9,12 @@ import gc
 import time
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import psutil
 import torch
 
-from pytest_ascend.platforms.base import Platform
+from pytest_ascend.platforms.base import Platform, card_label
 from pytest_ascend.platforms.device import DeviceUnderTest, MemorySnapshot, Timing
 from pytest_ascend.platforms.facts import cpu_model_name
 
@@ -46,6 +46,11 @@ class CpuPlatform(Platform):
             return (f"float16 matmul on the CPU needs torch >= 2.2 (this is torch "
                     f"{torch.__version__})")
         return None
+
+    def telemetry(self, device: "DeviceUnderTest") -> Any:
+        from pytest_ascend.platforms.cpu_telemetry import cpu_telemetry
+
+        return cpu_telemetry(card_label(device))
 
     def open(self, index: int = 0, *, under_auto: bool = False) -> "CpuDevice":
         return CpuDevice(self)

@@ -10,6 +10,7 @@ from pytest_ascend.platforms.base import (
     DatasheetPeak,
     DeviceUnavailable,
     Platform,
+    card_label,
     lookup_datasheet,
 )
 from pytest_ascend.platforms.device import AcceleratorDevice
@@ -92,6 +93,11 @@ class CudaPlatform(Platform):
             return None
         domain, bus, slot = parts
         return f"{domain:08x}:{bus:02x}:{slot:02x}.0"
+
+    def telemetry(self, device: Any) -> Any:
+        from pytest_ascend.platforms.cuda_telemetry import nvml_telemetry
+
+        return nvml_telemetry(card_label(device), self.bus_id(device), device.index)
 
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         return lookup_datasheet(DATASHEETS, device_name)

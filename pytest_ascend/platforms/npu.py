@@ -39,6 +39,7 @@ from pytest_ascend.platforms.base import (
     DatasheetPeak,
     DeviceUnavailable,
     Platform,
+    card_label,
     lookup_datasheet,
 )
 from pytest_ascend.platforms.device import AcceleratorDevice
@@ -142,6 +143,24 @@ class NpuPlatform(Platform):
         logic_id = visible_logic_id(device.index, os.environ)
         return bus_id_of(logic_id, run_tool(["npu-smi", "info", "-m"]),
                          run_tool(["npu-smi", "info"]))
+
+    def telemetry(self, device: Any) -> Any:
+        """npu-smi's figures for the card's chip, found as `bus_id` finds it."""
+        from pytest_ascend.platforms.npu_telemetry import npu_telemetry
+        from pytest_ascend.telemetry.reading import FIELDS, TelemetryReader
+
+        logic_id = visible_logic_id(device.index, os.environ)
+
+        def chip_ids() -> Optional[tuple[int, int]]:
+            return parse_npu_smi_map(run_tool(["npu-smi", "info", "-m"])).get(logic_id)
+
+        where = safe(chip_ids)
+        if where is None:
+            return TelemetryReader(card_label(device), [], {
+                name: f"`npu-smi info -m` does not list chip logic id {logic_id} (is "
+                      f"npu-smi on PATH?)" for name in FIELDS})
+        return npu_telemetry(card_label(device), *where, tool=run_tool,
+                             present=lambda: chip_ids() is not None)
 
     def stack_versions(self) -> list[tuple[str, Optional[str]]]:
         return [("torch_npu", package_version("torch_npu")), ("CANN", safe(cann_version))]
