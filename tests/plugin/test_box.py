@@ -94,6 +94,11 @@ class BoxPlatform(Platform):
 
     def bus_id(self, device):
         return f"0000:{0x10 + device.index:02x}:00.0"
+
+    def float16_matmul_unsupported(self, device):
+        from pytest_ascend.platforms.cpu import CpuPlatform
+
+        return CpuPlatform().float16_matmul_unsupported(device)  # the host computes
 '''
 
 
@@ -116,7 +121,11 @@ def test_a_clean_eight_card_box_passes_and_shows_every_card(box):
                      "--benchmark-json=bench.json")
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and "failed" not in outcomes, result.stdout.str()[-4000:]
-    assert outcomes["passed"] == 8 * 8 + 2  # 8 checks per card, siblings, links
+    # 8 checks per card, siblings, links; before torch 2.2 the CPU under the stand-in cards
+    # has no float16 matmul, and that check skips on each card, naming the versions
+    skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
+    assert outcomes["passed"] + len(skipped) == 8 * 8 + 2
+    assert all("float16 matmul on the CPU needs torch >= 2.2" in line for line in skipped)
     result.stdout.fnmatch_lines([
         "pytest-ascend: 8 cards (--ascend-devices all): 0 Stand-in Card 8x, * GiB, bus "
         "0000:10:00.0; 1 *; 7 Stand-in Card 8x, * GiB, bus 0000:17:00.0",

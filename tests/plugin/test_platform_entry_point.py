@@ -57,6 +57,11 @@ class FakePlatform(Platform):
 
     def stack_versions(self):
         return [("fakeacc-runtime", "9.9.9")]
+
+    def float16_matmul_unsupported(self, device):
+        from pytest_ascend.platforms.cpu import CpuPlatform
+
+        return CpuPlatform().float16_matmul_unsupported(device)  # the host computes
 '''
 
 

@@ -32,8 +32,9 @@ def test_never_reached(npu_device):
 """
 
 BLOCKS_IN_C = "torch.futures.Future().wait()  # a device sync that never returns"
-# One ATen call of ~120 chained 2048x2048 matmuls: seconds of work inside C, no Python.
-SPINS_IN_C = ("q, _ = torch.linalg.qr(torch.randn(2048, 2048)); "
+# One ATen call of ~120 chained 4096x4096 matmuls: minutes of work inside C, no Python (at
+# 2048 torch 2.1's MKL finished before the watchdog's grace ran out).
+SPINS_IN_C = ("q, _ = torch.linalg.qr(torch.randn(4096, 4096)); "
               "torch.linalg.matrix_power(q, 2**62 - 1)")
 
 
