@@ -47,6 +47,8 @@ class ReportGuard:
                 save()
             except Exception as exc:
                 target = benchmarks.json or benchmarks.storage
+                if hasattr(target, "write"):  # pytest-benchmark 4 opens --benchmark-json
+                    target = target.name
                 self.failures.append(f"pytest-benchmark did not save its report ({target}): "
                                      f"{one_line(exc)}")
 
