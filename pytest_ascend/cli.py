@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence
 from pytest_ascend import numbers
 from pytest_ascend.errors import one_line
 from pytest_ascend.history import gate as hist
+from pytest_ascend.history.explain import set_aside_throttled
 from pytest_ascend.history.runs import HistoryError, load_runs
 from pytest_ascend.platforms.options import DTYPE_CHOICES
 from pytest_ascend.settings import SettingsError, resolve_settings
@@ -229,6 +230,7 @@ def run_history(args: argparse.Namespace) -> int:
         for item in skipped:
             print(f"pytest-ascend history: skipped {item.source}: {item.reason}",
                   file=sys.stderr)
+        runs, set_aside = set_aside_throttled(runs)
         history = hist.build_history(
             runs, group_by=args.group_by, metrics=args.metric or hist.DEFAULT_METRICS,
             baseline=args.baseline, min_change=args.min_change,
@@ -239,7 +241,7 @@ def run_history(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     render = {"table": report.render_table, "json": report.render_json,
               "markdown": report.render_markdown}[args.format]
-    print(render(history))
+    print(render(history, set_aside))
     for path, write in ((args.plot, report.write_plot), (args.html, report.write_html)):
         if path is not None:
             try:

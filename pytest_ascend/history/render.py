@@ -9,8 +9,9 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from pytest_ascend.history.explain import explain, explanation_lines
 from pytest_ascend.history.gate import Comparison, ContextHistory, GroupStats, History
 
 
@@ -55,7 +56,7 @@ def _group_header(ctx: ContextHistory) -> list[str]:
             for g in ctx.groups]
 
 
-def render_table(history: History) -> str:
+def render_table(history: History, set_aside: Sequence[str] = ()) -> str:
     """Per context, one table per benchmark: a row per metric, a column per group."""
     out = []
     for ctx in history.contexts:
@@ -70,11 +71,11 @@ def render_table(history: History) -> str:
             for row in [header, *rows]:
                 out.append("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
         out.append("")
-    out += _summary_lines(history)
+    out += _summary_lines(history, set_aside)
     return "\n".join(out)
 
 
-def render_markdown(history: History) -> str:
+def render_markdown(history: History, set_aside: Sequence[str] = ()) -> str:
     out = []
     for ctx in history.contexts:
         out.append(f"### {ctx.label()}\n\nGrouped by `{history.group_by}`, oldest first.\n")
@@ -84,15 +85,15 @@ def render_markdown(history: History) -> str:
         for name, metric, cells in _rows(ctx):
             out.append("| " + " | ".join([f"`{name}`", metric, *cells]) + " |")
         out.append("")
-    out += [f"- {line}" for line in _summary_lines(history)]
+    out += [f"- {line}" for line in _summary_lines(history, set_aside)]
     return "\n".join(out)
 
 
-def render_json(history: History) -> str:
-    return json.dumps(history_dict(history), indent=2, ensure_ascii=False)
+def render_json(history: History, set_aside: Sequence[str] = ()) -> str:
+    return json.dumps(history_dict(history, set_aside), indent=2, ensure_ascii=False)
 
 
-def history_dict(history: History) -> dict[str, Any]:
+def history_dict(history: History, set_aside: Sequence[str] = ()) -> dict[str, Any]:
     def stats(s: GroupStats) -> dict:
         return {"median": s.median, "q1": s.q1, "q3": s.q3, "noise": s.noise, "runs": s.runs,
                 "samples": len(s.samples)}
@@ -123,6 +124,8 @@ def history_dict(history: History) -> dict[str, Any]:
             for ctx in history.contexts
         ],
         "regressions": len(history.regressions),
+        "explained": explain(history),
+        "set_aside": list(set_aside),
         "skipped": [{"path": s.source, "reason": s.reason} for s in history.skipped],
     }
 
@@ -132,7 +135,7 @@ def _finite(value: float) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-def _summary_lines(history: History) -> list[str]:
+def _summary_lines(history: History, set_aside: Sequence[str] = ()) -> list[str]:
     lines = [f"{len(history.regressions)} regression(s)"]
     lines += [f"REGRESSION {c.benchmark} {c.metric}: {c.change:+.1%} in {c.group} vs "
               f"{c.baseline} ({c.reason()})"
@@ -140,6 +143,8 @@ def _summary_lines(history: History) -> list[str]:
     if len(history.contexts) > 1:
         lines.append(f"{len(history.contexts)} contexts (device / model / dtype / smoke) are "
                      f"listed separately, never merged")
+    lines += explanation_lines(explain(history))
+    lines += [f"set aside: {note}" for note in set_aside]
     return lines
 
 
