@@ -216,6 +216,12 @@ class AscendSession:
         if self.cards_watch is None or self.health is not None:
             return exitstatus
         self.health = self.cards_watch.finish()
+        if self.settings.report_dir is not None:
+            try:
+                path = self.cards_watch.write_plot(self.settings.report_dir / "telemetry.png")
+                self.progress(f"telemetry over time: {path}")
+            except (OSError, ValueError) as exc:
+                self.progress(f"telemetry picture not written: {exc}")
         for line in self.health.notes:
             self.progress(f"health: {line}")
         for line in self.health.failures:

@@ -5,6 +5,7 @@ before and after. It knows nothing of pytest; the session owner calls it."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from pytest_ascend.telemetry.health import CardHealth, HealthVerdict, judge_health
@@ -55,3 +56,10 @@ class CardWatch:
         self.sampler.stop()
         after = {reader.card: CardHealth.read(reader) for reader in self.readers}
         return judge_health(self.before, after)
+
+    def write_plot(self, path: Path) -> Path:
+        """Every card's readings over the session, the tests marked (telemetry/plot.py)."""
+        from pytest_ascend.telemetry.plot import write_telemetry_plot
+
+        readings = {card: self.sampler.readings(card) for card in self.sampler.cards()}
+        return write_telemetry_plot(readings, self.regions, self.started_s, path)

@@ -454,8 +454,11 @@ def test_the_session_marks_a_throttled_region_and_fails_on_a_new_uncorrectable_e
     pytester.makeconftest(PLANTED_CARD)
     pytester.makepyfile(SESSION_TESTS.format(uncorrected=uncorrected))
     result = pytester.runpytest("--benchmark-json=bench.json", "-p", "no:cacheprovider",
-                                "--ascend-telemetry-interval=0.01")
+                                "--ascend-telemetry-interval=0.01", "--ascend-report-dir=out")
     assert result.ret == exit_code
+    picture = pytester.path / "out" / "telemetry.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result.stdout.fnmatch_lines(["pytest-ascend: telemetry over time: out/telemetry.png"])
     bench = {b["name"]: b for b in json.loads((pytester.path / "bench.json").read_text())[
         "benchmarks"]}
     hot = bench["test_hot"]["extra_info"]["telemetry"]
@@ -467,3 +470,15 @@ def test_the_session_marks_a_throttled_region_and_fails_on_a_new_uncorrectable_e
         result.assert_outcomes(passed=3)  # every test passed: the card failed the session
     else:
         result.stdout.no_fnmatch_line(gate)
+
+
+def test_the_picture_draws_what_was_read_with_the_tests_marked(tmp_path):
+    from pytest_ascend.telemetry.plot import write_telemetry_plot
+
+    series = {"card 0": readings([0.0, 1.0, 2.0, 3.0], power_w=[100, 250, 240, 90],
+                                 core_clock_mhz=[1800, 1800, 1200, 1800])}
+    path = write_telemetry_plot(series, [("t.py::test_a", 0.5, 2.5)], 0.0, tmp_path / "t.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no card read any gauge"):
+        write_telemetry_plot({"card 0": readings([0.0], health=["OK"])}, [], 0.0,
+                             tmp_path / "none.png")
