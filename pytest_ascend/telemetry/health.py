@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from pytest_ascend.telemetry.reading import HEALTH_STATES, CardReading, TelemetryReader
+from pytest_ascend.telemetry.reading import HEALTH_STATES, TelemetryReader
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,9 @@ class CardHealth:
                 present = bool(reader.present())
             except Exception:  # noqa: BLE001  (a driver that cannot list the card)
                 present = False
-        reading = reader.read() if present is not False else CardReading(at_s=0.0)
+        if present is False:
+            return cls(reader.card, False, None, None, None, None)
+        reading = reader.read()
         return cls(reader.card, present, reading.health, reading.ecc_corrected,
                    reading.ecc_uncorrected, reading.retired_pages)
 

@@ -109,3 +109,48 @@ def test_the_command_prints_the_explanation_and_the_set_aside(tmp_path, capsys):
     assert main(["history", *files, "--metric=tpot_ms", "--format=json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["explained"]) == 1 and len(report["set_aside"]) == 1
+
+
+def test_every_moved_metric_is_explained_whatever_came_before_it():
+    def both(cann, day, factor, telemetry):
+        made = run(cann, day, factor, telemetry)
+        extra = made.benchmarks[0]["extra_info"]
+        extra["ttft_ms"], extra["rounds"]["ttft_ms"] = 8.0, list(ROUNDS)  # never moves
+        return made
+
+    runs = [both("a", 1, 1.0, COOL), both("a", 2, 1.0, COOL),
+            both("b", 3, 0.4, COOL), both("b", 4, 0.4, COOL)]
+    explained = explain(build_history(runs, metrics=("ttft_ms", "tpot_ms")))
+    assert [(e["metric"], e["verdict"]) for e in explained] == [("tpot_ms", "improvement")]
+    lines = explanation_lines(explained * 2)
+    assert len(lines) == 8 and lines[3] == "  versions: cann a -> b"
+    assert explanation_lines([{**explained[0], "versions": [],
+                               "group_card": {"core_clock_mhz": None, "temperature_c": 60.0,
+                                              "power_w": None}}])[2:] == [
+        "  card in b: clock unknown, temperature 60 C, power unknown",
+        "  versions: no component version differs"]
+
+
+def test_versions_on_each_side_are_listed_whole_or_unknown():
+    before = [run("a", 1, 1.0, COOL, driver="24.1.0"), run("a", 2, 1.0, COOL, driver="24.1.1")]
+    after = [dataclasses.replace(run("b", 3, 1.0, COOL), machine_info={"ascend": {
+        "cann": "b", "torch": "2.5.1"}})]
+    assert differing_versions(before, after) == ["cann a -> b", "driver 24.1.0/24.1.1 -> unknown"]
+    assert differing_versions(after, before) == ["cann b -> a", "driver unknown -> 24.1.0/24.1.1"]
+
+
+def test_a_run_named_without_fullname_or_without_extra_info_is_read_as_it_is():
+    named = run("a", 1, 1.0, card(1700, 50, 200))
+    named.benchmarks[0].pop("fullname")
+    assert card_medians([named], "test_x")["core_clock_mhz"] == 1700
+    bare = dataclasses.replace(named, benchmarks=[{"name": "test_x", "extra_info": None}])
+    kept, notes = set_aside_throttled([bare])
+    assert kept[0].benchmarks == bare.benchmarks and notes == []
+
+
+def test_the_set_aside_line_gives_the_reasons_or_says_the_clock_is_unknown():
+    reasons = {**HOT, "throttle_reasons": ["software power cap", "hardware slowdown"]}
+    _, notes = set_aside_throttled([run("a", 1, 1.0, reasons)])
+    assert notes[0].endswith("(clock -33%; software power cap, hardware slowdown)")
+    _, notes = set_aside_throttled([run("a", 1, 1.0, {"throttled": True})])
+    assert notes[0].endswith("its card throttled (clock unknown; no reason given)")

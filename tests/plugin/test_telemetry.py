@@ -26,14 +26,7 @@ from pytest_ascend.platforms.npu_telemetry import (
 )
 from pytest_ascend.telemetry.health import CardHealth, judge_health
 from pytest_ascend.telemetry.reading import FIELDS, CardReading, Unreadable
-from pytest_ascend.telemetry.region import (
-    THROTTLE_CLOCK_DROP,
-    energy_j,
-    energy_per_token_j,
-    gauge_summary,
-    region_report,
-    throttle,
-)
+from pytest_ascend.telemetry.region import region_report
 from pytest_ascend.telemetry.sampler import TelemetrySampler
 
 RECORDED = Path(__file__).parent / "data" / "npu-smi"
@@ -300,93 +293,6 @@ def test_edac_counts_are_read_as_ecc(tmp_path):
     assert (reading.ecc_corrected, reading.ecc_uncorrected) == (5, 1)
 
 
-# A region's figures against an independent computation ----------------------------------
-
-
-def readings(times, **series):
-    return [CardReading(at_s=t, **{k: v[i] for k, v in series.items()})
-            for i, t in enumerate(times)]
-
-
-def test_energy_is_the_counters_rise_where_there_is_one():
-    got = readings([0, 1, 2], energy_j=[100.0, 160.0, 250.0], power_w=[1.0, 1.0, 1.0])
-    assert energy_j(got) == 150.0
-
-
-def test_energy_without_a_counter_integrates_power_over_uneven_intervals():
-    got = readings([0.0, 0.5, 2.0, 2.25], power_w=[100.0, 300.0, 200.0, None])
-    # trapezoids by hand: 0.5 x 200 + 1.5 x 250 (the None reading is skipped)
-    assert energy_j(got) == pytest.approx(0.5 * 200 + 1.5 * 250)
-    assert energy_j(got[:1]) is None
-
-
-def test_gauges_summarise_as_min_median_max_and_null_when_never_read():
-    summary = gauge_summary(readings([0, 1, 2, 3], temperature_c=[50, 70, 60, None]))
-    assert summary["temperature_c"] == {"min": 50, "median": 60, "max": 70}
-    assert summary["power_w"] is None
-
-
-@pytest.mark.parametrize("low, throttled", [
-    (1000 * (1 - THROTTLE_CLOCK_DROP) + 1, False), (1000 * (1 - THROTTLE_CLOCK_DROP), True)])
-def test_the_throttle_threshold_is_a_fall_from_the_regions_top_clock(low, throttled):
-    assert throttle(readings([0, 1, 2], core_clock_mhz=[1000, low, 1000])).throttled \
-        is throttled
-
-
-def test_a_reason_named_by_the_platform_is_throttling_whatever_the_clock():
-    found = throttle(readings([0, 1], core_clock_mhz=[1000, 1000],
-                              throttle_reasons=[(), ("software power cap",)]))
-    assert found.throttled and found.reasons == ("software power cap",)
-
-
-def test_only_readings_inside_the_region_count():
-    got = readings([0, 1, 2, 3], power_w=[900, 100, 100, 900])
-    report = region_report(got, 1, 2)
-    assert report["samples"] == 2 and report["power_w"]["max"] == 100
-    assert report["energy_j"] == pytest.approx(100)
-
-
-def test_energy_per_token_is_a_decode_steps_energy_shared_by_the_batch():
-    assert energy_per_token_j(300.0, 20.0, batch_size=4) == pytest.approx(300 * 0.02 / 4)
-    assert energy_per_token_j(None, 20.0) is None
-
-
-# The health gate's rules ------------------------------------------------------------------
-
-
-def health(card="card 0", present=True, state="OK", corrected=0, uncorrected=0, pages=0):
-    return {card: CardHealth(card, present, state, corrected, uncorrected, pages)}
-
-
-@pytest.mark.parametrize("after, failures, notes", [
-    (health(), 0, 0),
-    (health(uncorrected=1), 1, 0),
-    (health(state="Warning"), 1, 0),
-    (health(corrected=7), 0, 1),
-    (health(pages=1), 0, 1),
-    (health(present=False), 1, 0),
-    ({}, 1, 0),
-])
-def test_the_gate_fails_on_what_makes_results_untrustworthy(after, failures, notes):
-    verdict = judge_health(health(), after)
-    assert (len(verdict.failures), len(verdict.notes)) == (failures, notes)
-    assert verdict.failed is bool(failures)
-
-
-def test_a_card_unhealthy_from_the_start_is_reported_not_failed_unless_it_worsens():
-    start = health(state="Warning")
-    assert judge_health(start, health(state="Warning")).notes == [
-        "card 0 was already Warning before the session"]
-    assert not judge_health(start, health(state="Warning")).failed
-    assert judge_health(start, health(state="Critical")).failed
-    assert judge_health(start, health(state="OK")).failures == []
-
-
-def test_unknown_counts_never_invent_a_rise():
-    verdict = judge_health(health(uncorrected=None), health(uncorrected=5))
-    assert verdict.failures == []
-
-
 # The sampler ------------------------------------------------------------------------------
 
 
@@ -474,6 +380,10 @@ def test_the_session_marks_a_throttled_region_and_fails_on_a_new_uncorrectable_e
 
 def test_the_picture_draws_what_was_read_with_the_tests_marked(tmp_path):
     from pytest_ascend.telemetry.plot import write_telemetry_plot
+
+    def readings(times, **series):
+        return [CardReading(at_s=t, **{k: v[i] for k, v in series.items()})
+                for i, t in enumerate(times)]
 
     series = {"card 0": readings([0.0, 1.0, 2.0, 3.0], power_w=[100, 250, 240, 90],
                                  core_clock_mhz=[1800, 1800, 1200, 1800])}
