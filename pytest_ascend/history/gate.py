@@ -40,8 +40,8 @@ from pytest_ascend.measure.stats import percentile
 
 DEFAULT_GROUP_BY = "ascend.cann"
 DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction",
-                   "perplexity", "golden_kl_mean", "token_agreement", "saturation_rate_per_s",
-                   "peak_goodput_per_s")
+                   "energy_per_token_j", "perplexity", "golden_kl_mean", "token_agreement",
+                   "saturation_rate_per_s", "peak_goodput_per_s")
 _HIGHER_IS_BETTER = re.compile(
     r"(_per_s|_fraction|_gb_s|_tflops|speedup|scaling_vs_batch1|hit_rate|acceptance_rate|"
     r"tokens_saved|mean_accepted_length|agreement)$"

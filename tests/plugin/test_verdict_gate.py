@@ -340,3 +340,10 @@ def test_a_run_without_the_benchmark_does_not_hide_the_runs_after_it():
             run("8.0", 3, {"tpot_ms": ROUNDS})]
     stats = build_history(runs, metrics=["tpot_ms"]).contexts[0].stats
     assert stats[(BENCH, "tpot_ms")]["8.0"].runs == 2
+
+
+@pytest.mark.parametrize("factor, expected", [(2.0, "regression"), (0.4, "improvement")])
+def test_energy_per_token_is_judged_by_default_lower_being_better(factor, expected):
+    runs = [run("8.0", d, {"energy_per_token_j": ROUNDS}) for d in (1, 2)] + \
+        [run("8.1", d, {"energy_per_token_j": scaled(factor)}) for d in (3, 4)]
+    assert verdicts(runs)[("energy_per_token_j", "8.1", "8.0")] == expected
