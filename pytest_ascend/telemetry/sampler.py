@@ -3,7 +3,8 @@
 Reads happen off the timed path, in a daemon thread; a region's edges are read too
 (`mark`), so even a region shorter than the interval has a reading at each end. The default
 interval is DEFAULT_INTERVAL_S: a read costs a few NVML calls or npu-smi runs on a host
-core, and at one a second the harness-overhead bound holds (tests/plugin/test_telemetry.py).
+core, and the suite's harness-overhead test (tests/perf/test_harness_overhead.py) runs with
+sampling on at that interval.
 """
 
 from __future__ import annotations
