@@ -47,14 +47,15 @@ SGLANG_PYTHON = os.environ.get("PYTEST_ASCEND_SGLANG_PYTHON")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def not_an_xdist_worker_inside():
-    """Inner runs (pytester's and subprocesses) do not inherit the PYTEST_XDIST_* of the
-    xdist worker running these tests: pytest-benchmark reads PYTEST_XDIST_WORKER and turns
-    itself off in a run that has it. Session-scoped, so it holds before the module-scoped
-    fixtures that run the suite once for many tests."""
+def inner_runs_start_clean():
+    """Inner runs (pytester's and subprocesses) inherit neither the PYTEST_XDIST_* of the
+    xdist worker running these tests (pytest-benchmark reads PYTEST_XDIST_WORKER and turns
+    itself off in a run that has it) nor the outer run's PYTEST_ADDOPTS (CI's `-n 2` would
+    put them under xdist, and its --junitxml would be overwritten by theirs). Session-scoped,
+    so it holds before the module-scoped fixtures that run the suite once for many tests."""
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
-            if name.startswith("PYTEST_XDIST_"):
+            if name.startswith("PYTEST_XDIST_") or name == "PYTEST_ADDOPTS":
                 patch.delenv(name)
         yield
 
