@@ -29,8 +29,10 @@ class CardWatch:
         return lines + [line for line in (r.unreadable_line() for r in self.readers) if line]
 
     def begin(self) -> float:
+        """The region's start, then a reading of every card: the reading falls inside."""
+        start_s = time.perf_counter()
         self.sampler.mark()
-        return time.perf_counter()
+        return start_s
 
     def end(self, test: str, start_s: float, metrics: Optional[dict] = None) -> dict:
         """The region's figures for each card (the first card's at the top level, as the

@@ -392,3 +392,17 @@ def test_the_picture_draws_what_was_read_with_the_tests_marked(tmp_path):
     with pytest.raises(ValueError, match="no card read any gauge"):
         write_telemetry_plot({"card 0": readings([0.0], health=["OK"])}, [], 0.0,
                              tmp_path / "none.png")
+
+
+def test_a_region_shorter_than_the_interval_has_a_reading_at_each_edge(tmp_path):
+    from pytest_ascend.telemetry.watch import CardWatch
+
+    watch = CardWatch([cpu_telemetry("card 0 (cpu)", powercap=tmp_path, edac=tmp_path)],
+                      interval_s=600)
+    try:
+        time.sleep(0.3)  # past the sampler's own first reading
+        start = watch.begin()
+        report = watch.end("t.py::test_short", start)
+    finally:
+        watch.finish()
+    assert report["samples"] == 2 and report["core_clock_mhz"] is not None
