@@ -59,6 +59,7 @@ class AscendSession:
         self.cards_watch: Optional[Any] = None  # telemetry.watch.CardWatch, in a suite run
         self.health: Optional[Any] = None  # telemetry.health.HealthVerdict, at the end
         self._telemetry: dict[str, dict] = {}  # nodeid -> its region's telemetry
+        self._timed: dict[str, tuple[float, float]] = {}  # pytest-timeout: nodeid -> (at, s)
         self._watchdog: Optional[Any] = None
         self._restore_sigterm: Optional[Callable[[], None]] = None
         self._start_logged = False
@@ -144,6 +145,45 @@ class AscendSession:
                 yield server
         except ServerError as exc:
             raise SessionUnusable(str(exc)) from None
+
+    def soak(self, item: pytest.Item, out_dir: Path) -> Any:
+        """The soak (--ascend-soak) on every selected card, for `item`: the session's model
+        and dtype, its cards' telemetry, a results-log line per card per minute. Under
+        pytest-timeout it stops early enough to write its results before the timeout."""
+        from pytest_ascend.soak.runner import SoakError, SoakPlan, run_soak
+
+        plan = self.plan(announce=True)
+        settings = self.settings
+        ends_by, why = None, ""
+        if item.nodeid in self._timed:
+            armed_at, timeout_s = self._timed[item.nodeid]
+            ends_by = armed_at + timeout_s - max(30.0, 0.05 * timeout_s)
+            why = (f"pytest-timeout gives this test {timeout_s:g} s (raise --timeout or its "
+                   f"timeout marker for a longer soak)")
+        soak_plan = SoakPlan(
+            plan.cards, settings.soak, plan.dtype, out_dir, model=settings.model,
+            no_model=plan.single_card_problem, cache_dir=settings.cache,
+            trust_remote_code=settings.trust_remote_code, drift=settings.soak_drift,
+            tolerance=settings.card_tolerance, ends_by=ends_by, ends_by_why=why)
+        try:
+            return run_soak(soak_plan, progress=self.progress, log=self.log,
+                            sampler=self.cards_watch.sampler if self.cards_watch else None)
+        except SoakError as exc:
+            raise SessionUnusable(str(exc)) from None
+
+    def timed_by_pytest_timeout(self, nodeid: str, timeout_s: float) -> None:
+        """pytest-timeout armed its timer for `nodeid` now, for `timeout_s`."""
+        self._timed[nodeid] = (time.time(), timeout_s)
+
+    def call_budget_s(self, item: pytest.Item) -> float:
+        """What the watchdog allows a suite test's call when pytest-timeout times nothing:
+        --ascend-watchdog, the chip's compile allowance, and a soak's length and loading."""
+        from pytest_ascend.soak.runner import READY_TIMEOUT_S
+
+        budget = self.settings.watchdog + self.plan(announce=True).compile_allowance_s
+        if self.settings.soak and "ascend_soak" in getattr(item, "fixturenames", ()):
+            budget += self.settings.soak + READY_TIMEOUT_S
+        return budget
 
     def box_findings(self) -> Any:
         from pytest_ascend.box.findings import BoxFindings

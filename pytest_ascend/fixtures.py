@@ -85,6 +85,20 @@ def draft_model(ascend_plan: Any, model_under_test: Any, pytestconfig: pytest.Co
     return _unless_unusable(lambda: of(pytestconfig).model(spec))
 
 
+@pytest.fixture
+def ascend_soak(request: pytest.FixtureRequest, ascend_plan: Any,
+                tmp_path: Any) -> Callable[[], Any]:
+    """`ascend_soak()` runs the soak (--ascend-soak) on every selected card and returns its
+    soak.runner.SoakResult; its files go under --ascend-report-dir/soak (else the test's
+    tmp_path). Skips when no soak was asked for."""
+    settings = ascend_plan.settings
+    if settings.soak is None:
+        pytest.skip("no soak asked for: pass --ascend-soak=DURATION (90s, 15m, 4h; or quick, "
+                    "standard, long)")
+    out_dir = (settings.report_dir if settings.report_dir is not None else tmp_path) / "soak"
+    return lambda: _unless_unusable(lambda: of(request.config).soak(request.node, out_dir))
+
+
 @pytest.fixture(scope="session")
 def ascend_golden(ascend_plan: Any) -> Any:
     """The golden outputs the run is compared with (numerics.golden.Golden), checked at

@@ -83,7 +83,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Tests on a live SGLang server run last: a launched server holds device memory (and on
     # a CPU its scheduler busy-polls a core) until the session ends, and must not disturb
     # the timings and memory figures of everything else.
-    items.sort(key=lambda item: "sglang_server" in getattr(item, "fixturenames", ()))
+    # The soak runs first: its processes load the model onto every card, which must be free
+    # of the session's own copy (loaded on first use, by the tests after it).
+    items.sort(key=lambda item: ("ascend_soak" not in getattr(item, "fixturenames", ()),
+                                 "sglang_server" in getattr(item, "fixturenames", ())))
     ascend = of(config)
     plan = ascend.plan(announce=True)
     runnable = 0
@@ -142,7 +145,9 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
     """pytest-timeout is timing `item`: the watchdog watches the same span with the same
     budget. Returns None, so pytest-timeout still sets its own timer."""
     if _in_suite(item):
-        of(item.config).watchdog(item.session).arm(
+        ascend = of(item.config)
+        ascend.timed_by_pytest_timeout(item.nodeid, float(settings.timeout))
+        ascend.watchdog(item.session).arm(
             item.nodeid, "call" if settings.func_only else "setup", float(settings.timeout))
 
 
@@ -273,8 +278,7 @@ def _watched(item: pytest.Item, phase: str) -> Iterator[None]:
     watchdog = ascend.watchdog(item.session)
     own = phase == "call" and watchdog.armed_for() != item.nodeid
     if own:
-        watchdog.arm(item.nodeid, phase,
-                     ascend.settings.watchdog + ascend.plan(announce=True).compile_allowance_s)
+        watchdog.arm(item.nodeid, phase, ascend.call_budget_s(item))
     else:
         watchdog.relabel(phase)
     try:

@@ -28,6 +28,7 @@ from pytest_ascend.options import OptionGroup, OptionSpec, SettingsError
 from pytest_ascend.platforms.options import DEVICE_OPTIONS
 from pytest_ascend.reports.options import REPORT_OPTIONS
 from pytest_ascend.serving.options import SGLANG_OPTIONS
+from pytest_ascend.soak.options import SOAK_OPTIONS
 from pytest_ascend.telemetry.options import TELEMETRY_OPTIONS
 
 __all__ = ["GROUPS", "OPTIONS", "AscendSettings", "OptionSpec", "SettingsError",
@@ -56,7 +57,7 @@ SESSION_OPTIONS = OptionGroup("the session", (
 
 GROUPS: tuple[OptionGroup, ...] = (
     DEVICE_OPTIONS, MODEL_OPTIONS, SESSION_OPTIONS, MEASURE_OPTIONS, BOX_OPTIONS,
-    NUMERICS_OPTIONS, REPORT_OPTIONS, SGLANG_OPTIONS, TELEMETRY_OPTIONS,
+    NUMERICS_OPTIONS, REPORT_OPTIONS, SGLANG_OPTIONS, TELEMETRY_OPTIONS, SOAK_OPTIONS,
 )
 OPTIONS: tuple[OptionSpec, ...] = tuple(spec for group in GROUPS for spec in group.options)
 

@@ -86,6 +86,10 @@ class Platform(ABC):
     # The host CPU itself, what --ascend-device auto falls back to: a real checkpoint there
     # takes hours.
     is_host: ClassVar[bool] = False
+    # The one device may stand for several cards: `--ascend-devices=N` opens N stand-ins that
+    # share it (card index 0..N-1), so what runs per card (the sweep, the soak's processes)
+    # runs N times over, as torchrun's ranks share it. False: only the cards the runtime shows.
+    host_stand_ins: ClassVar[bool] = False
     default_dtype: ClassVar[str] = "float16"
     visible_devices_env: ClassVar[Optional[str]] = None  # the env var that hides cards
     distributed_backend: ClassVar[str]  # torch.distributed backend for collectives
@@ -93,6 +97,9 @@ class Platform(ABC):
     sglang_env: ClassVar[Mapping[str, str]] = NO_ENV  # environment of a launched server
     # (flag, value) pairs the session's own launched server gets unless --sglang-arg sets them
     sglang_server_defaults: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # What a process needs in its environment, before the runtime starts, for results that
+    # repeat bit for bit (with torch.use_deterministic_algorithms): the soak's workers get it.
+    deterministic_env: ClassVar[Mapping[str, str]] = NO_ENV
     recorded_env_vars: ClassVar[tuple[str, ...]] = ()  # names; a trailing * matches a prefix
     fact_keys: ClassVar[tuple[str, ...]] = ()  # the environment-block keys `facts` fills
     # Facts a run on this platform must know, with where each comes from (the compat suite

@@ -25,6 +25,7 @@ class CpuPlatform(Platform):
     has_device_memory = False  # the process's resident set is the only figure
     one_rank_per_card = False  # torchrun ranks share the host
     is_host = True
+    host_stand_ins = True  # --ascend-devices=2: two stand-in cards sharing the host
     default_dtype = "float32"
     distributed_backend = "gloo"
     sglang_flags = ("--device", "cpu", "--attention-backend", "torch_native")
@@ -53,7 +54,7 @@ class CpuPlatform(Platform):
         return cpu_telemetry(card_label(device))
 
     def open(self, index: int = 0, *, under_auto: bool = False) -> "CpuDevice":
-        return CpuDevice(self)
+        return CpuDevice(self, index)
 
     def device_count(self) -> int:
         return 1
@@ -64,8 +65,9 @@ class CpuDevice(DeviceUnderTest):
 
     memory_source = "process RSS (psutil; peak from /proc VmHWM)"
 
-    def __init__(self, platform: Optional[Platform] = None) -> None:
+    def __init__(self, platform: Optional[Platform] = None, index: int = 0) -> None:
         self.platform = platform if platform is not None else CpuPlatform()
+        self.index = index  # a stand-in's number; every one is the same host
         self.torch_device = torch.device("cpu")
         self.name = cpu_model_name()
         self._process = psutil.Process()

@@ -42,6 +42,9 @@ class CudaPlatform(Platform):
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     distributed_backend = "nccl"
     sglang_flags = ("--device", "cuda")
+    # cuBLAS repeats a result bit for bit under torch.use_deterministic_algorithms only with a
+    # fixed workspace (PyTorch's "Reproducibility" notes; CUDA >= 10.2).
+    deterministic_env = MappingProxyType({"CUBLAS_WORKSPACE_CONFIG": ":4096:8"})
     recorded_env_vars = ("CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF")
     fact_keys = ("cuda", "cuda_driver")
     required_facts = MappingProxyType({

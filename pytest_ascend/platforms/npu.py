@@ -94,6 +94,11 @@ class NpuPlatform(Platform):
     visible_devices_env = "ASCEND_RT_VISIBLE_DEVICES"
     distributed_backend = "hccl"
     sglang_flags = ("--device", "npu", "--attention-backend", "ascend")
+    # Reductions in HCCL's collectives repeat bit for bit only with HCCL_DETERMINISTIC=true
+    # (CANN's environment variable reference, "HCCL_DETERMINISTIC"; default false). The
+    # operators' own deterministic mode is torch.use_deterministic_algorithms(True), which
+    # torch_npu honours; the soak's workers set both.
+    deterministic_env = MappingProxyType({"HCCL_DETERMINISTIC": "true"})
     # What changes how the box computes and times: the launch queue, inf/nan saturation
     # mode, operator init (ACL_OP_INIT_MODE), CPU core binding, blocking launches, HCCL
     # (HCCL_DETERMINISTIC among them).

@@ -32,8 +32,12 @@ class CardSelection:
         return self.count is None and self.indices is None
 
     def resolve(self, platform: "Platform") -> tuple[int, ...]:
-        """The indices this selection names among `platform`'s visible cards."""
+        """The indices this selection names among `platform`'s visible cards (on a platform
+        whose one device stands in for several, any number of stand-ins)."""
         visible = platform.device_count()
+        if platform.host_stand_ins and not self.everything:
+            highest = max(self.indices) if self.indices else (self.count or 1) - 1
+            visible = max(visible, highest + 1)
         if self.everything:
             wanted: tuple[int, ...] = tuple(range(visible))
         elif self.indices is not None:
