@@ -1,7 +1,7 @@
 """Bit-for-bit agreement: every iteration of a workload on a card must equal that card's
 first, and every card's first must equal its siblings' (the first card of the same chip to
 report it), for the same inputs. A result wrong against what is known to be right (a
-pattern word, a float64 reference) is a mismatch too.
+pattern word, a float64 reference) is a mismatch of its own, and never becomes a reference.
 
 Fed the workers' `iteration` records in any order of cards; pure, and fast to test.
 """
@@ -47,9 +47,11 @@ class AgreementCheck:
     def add(self, record: Mapping) -> list[Mismatch]:
         card, workload, iteration = record["card"], record["workload"], record["iteration"]
         found = []
-        if record.get("fault"):
+        if record.get("fault"):  # named already; never anyone's reference
             found.append(Mismatch(card, iteration, workload, "the values known to be right",
                                   str(record["fault"])))
+            self.mismatches.extend(found)
+            return found
         first = self.own_first.get((card, workload))
         if first is None:
             self.own_first[(card, workload)] = dict(record)

@@ -213,6 +213,8 @@ class PatternWorkload:
                 flipped.append(True)
 
         report = check_memory_patterns(self.card, self.nbytes, after_write=plant)
-        fault = None if report.ok else report.describe()
-        return Outcome(self.name, digest(b"ok" if fault is None else fault.encode()), [],
-                       self.unit, report.seconds, float(report.bytes_checked), fault)
+        # Every word was checked against the pattern itself: a fault is named as such, and
+        # the digest stays that of the check, the same on every card and iteration.
+        return Outcome(self.name, digest(f"{report.bytes_checked}".encode()), [], self.unit,
+                       report.seconds, float(report.bytes_checked),
+                       None if report.ok else report.describe())
