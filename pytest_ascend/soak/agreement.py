@@ -39,7 +39,7 @@ class AgreementCheck:
     """`add` each iteration record; it returns the mismatches that record shows."""
 
     def __init__(self, chips: Mapping[int, str]) -> None:
-        self.chips = dict(chips)  # card -> chip name: siblings share one
+        self.chips = dict(chips)  # every card -> its chip's name: siblings share one
         self.own_first: dict[tuple[int, str], dict] = {}
         self.chip_first: dict[tuple[str, str], dict] = {}
         self.mismatches: list[Mismatch] = []
@@ -58,19 +58,18 @@ class AgreementCheck:
             found.extend(self._against_siblings(record))
         elif record["digest"] != first["digest"]:
             where = record.get("difference") or first_differing_part(
-                record.get("parts"), first.get("parts"), record.get("unit", "part"))
+                record.get("parts"), first.get("parts"), record["unit"])
             found.append(Mismatch(card, iteration, workload,
                                   f"its own iteration {first['iteration']}", where))
         self.mismatches.extend(found)
         return found
 
     def _against_siblings(self, record: Mapping) -> list[Mismatch]:
-        chip = self.chips.get(record["card"], "?")
+        chip = self.chips[record["card"]]
         key = (chip, record["workload"])
         sibling = self.chip_first.setdefault(key, dict(record))
         if sibling["card"] == record["card"] or sibling["digest"] == record["digest"]:
             return []
-        where = first_differing_part(record.get("parts"), sibling.get("parts"),
-                                     record.get("unit", "part"))
+        where = first_differing_part(record.get("parts"), sibling.get("parts"), record["unit"])
         return [Mismatch(record["card"], record["iteration"], record["workload"],
                          f"card {sibling['card']} (the same chip, {chip})", where)]

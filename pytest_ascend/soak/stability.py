@@ -12,6 +12,7 @@ a load that slows the box slows them all and cancels out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Mapping, Optional, Sequence
@@ -31,7 +32,7 @@ def window_medians(points: Sequence[tuple[float, float]], window_s: float
     """(window start, median rate) of every window with at least MIN_POINTS points, in order."""
     buckets: dict[int, list[float]] = {}
     for at_s, rate in points:
-        buckets.setdefault(int(at_s // window_s), []).append(rate)
+        buckets.setdefault(math.floor(at_s / window_s), []).append(rate)
     return [(index * window_s, median(rates)) for index, rates in sorted(buckets.items())
             if len(rates) >= MIN_POINTS]
 
