@@ -171,6 +171,32 @@ class AscendSession:
         except SoakError as exc:
             raise SessionUnusable(str(exc)) from None
 
+    def eval_questions(self) -> list:
+        """The --ascend-eval questions this session asks: all, or the first --ascend-eval-limit."""
+        evalset = self.plan(announce=True).evalset
+        return list(evalset.questions[:self.settings.eval_limit])
+
+    def judge_accuracy(self, results: Any, source: str) -> Any:
+        """Record (--ascend-golden-record) and compare (--ascend-golden) a test's answers, the
+        stack named by this session's environment, dtype and `source` (the model, a server)."""
+        from pytest_ascend.accuracy.compare import record_and_compare
+        from pytest_ascend.accuracy.records import RecordError, stack_key
+
+        plan = self.plan(announce=True)
+        settings = self.settings
+        environment = self.environment()
+        model = self._models.get(settings.model)
+        stack = stack_key(environment, plan.dtype) + ("" if source == "model" else f"-{source}")
+        try:
+            return record_and_compare(
+                plan.evalset, results, stack=stack, environment=environment,
+                model={"spec": settings.model, "name": model.name if model else settings.model},
+                record_dir=settings.golden_record, golden_dir=settings.golden,
+                baseline=settings.eval_baseline, alpha=settings.eval_alpha,
+                floor=settings.eval_floor, shown=settings.eval_shown)
+        except RecordError as exc:
+            raise SessionUnusable(str(exc)) from None
+
     def timed_by_pytest_timeout(self, nodeid: str, timeout_s: float) -> None:
         """pytest-timeout armed its timer for `nodeid` now, for `timeout_s`."""
         self._timed[nodeid] = (time.time(), timeout_s)

@@ -10,7 +10,7 @@ traceback.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import pytest
 
@@ -104,9 +104,41 @@ def ascend_golden(ascend_plan: Any) -> Any:
     """The golden outputs the run is compared with (numerics.golden.Golden), checked at
     session start against the model under test."""
     if ascend_plan.golden is None:
-        pytest.skip("no golden to compare with: pass --ascend-golden=DIR (record one on a "
+        given = ascend_plan.settings.golden
+        pytest.skip(f"--ascend-golden={given} holds accuracy records only, no token golden: "
+                    f"record one with `pytest-ascend golden record --out {given}`"
+                    if given is not None else
+                    "no golden to compare with: pass --ascend-golden=DIR (record one on a "
                     "trusted machine with `pytest-ascend golden record --out DIR`)")
     return ascend_plan.golden
+
+
+@pytest.fixture(scope="session")
+def ascend_eval(ascend_plan: Any) -> Any:
+    """The --ascend-eval set (accuracy.evalset.EvalSet), read and checked at session start;
+    skips without one."""
+    if ascend_plan.evalset is None:
+        pytest.skip("no eval set: pass --ascend-eval=PATH (a GSM8K or multiple-choice JSONL "
+                    "file; `arithmetic` for the shipped set)")
+    return ascend_plan.evalset
+
+
+@pytest.fixture
+def ascend_accuracy(request: pytest.FixtureRequest, ascend_plan: Any
+                    ) -> Callable[[Sequence[Any], str], Any]:
+    """`ascend_accuracy(results, source)` records and compares a test's per-question results
+    (--ascend-golden-record, --ascend-golden) and returns an accuracy.compare.AccuracyOutcome;
+    every changed question goes into the test's report (`accuracy_changed`)."""
+    ascend = of(request.config)
+
+    def judge(results: Sequence[Any], source: str) -> Any:
+        outcome = _unless_unusable(lambda: ascend.judge_accuracy(results, source))
+        request.node.user_properties.append(("accuracy_changed", outcome.changed))
+        for line in outcome.lines:
+            ascend.progress(line)
+        return outcome
+
+    return judge
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ class SessionPlan:
     # cards holds it (the single-card tests skip with it); None when it fits.
     single_card_problem: Optional[str] = None
     golden: Optional[Any] = None  # numerics.golden.Golden of --ascend-golden, checked
+    evalset: Optional[Any] = None  # accuracy.evalset.EvalSet of --ascend-eval, read and checked
     # box.placement.Placement: which card holds the model, the torchrun jobs and a launched
     # SGLang server; None where the model's config cannot be sized or makes no sense here.
     placement: Optional[Any] = None
@@ -92,7 +93,8 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, cards, dtype, dtype_source)
-    plan = replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings))
+    plan = replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings),
+                   evalset=_check_eval(settings))
     return _with_placement(plan)
 
 
@@ -164,10 +166,35 @@ def _check_models(plan: SessionPlan) -> Optional[str]:
     return None
 
 
+def _check_eval(settings: AscendSettings) -> Optional[Any]:
+    """The --ascend-eval set, read and checked whole: a bad line stops the session in one
+    line naming it, before any model loads."""
+    if settings.eval is None:
+        if settings.golden_record is not None:
+            raise SessionSetupError(f"--ascend-golden-record={settings.golden_record} records "
+                                    f"the answers to an eval set: give --ascend-eval too "
+                                    f"(`arithmetic` for the shipped set)")
+        return None
+    from pytest_ascend.accuracy.evalset import EvalSetError, load_eval_set
+
+    if settings.golden_record is not None and settings.golden is not None:
+        raise SessionSetupError("--ascend-golden-record and --ascend-golden: give one; a "
+                                "session either records the answers or compares with them")
+    try:
+        return load_eval_set(str(settings.eval))
+    except EvalSetError as exc:
+        raise SessionSetupError(str(exc)) from None
+
+
 def _check_golden(settings: AscendSettings) -> Optional[Any]:
     """The --ascend-golden golden, read whole and checked against the session's model: a
-    damaged golden, or one of another model, stops the session in one line."""
+    damaged golden, or one of another model, stops the session in one line. A directory
+    that holds accuracy records alone has no token golden (None), and is used for those."""
     if settings.golden is None:
+        return None
+    from pytest_ascend.numerics.golden import MANIFEST
+
+    if not (settings.golden / MANIFEST).exists() and (settings.golden / "accuracy").is_dir():
         return None
     from pytest_ascend.model.loading import ModelSpecError, resolve_model_dir
     from pytest_ascend.numerics.fingerprint import model_fingerprint

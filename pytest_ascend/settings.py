@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from pytest_ascend.accuracy.options import ACCURACY_OPTIONS
 from pytest_ascend.box.options import BOX_OPTIONS
 from pytest_ascend.measure.options import MEASURE_OPTIONS
 from pytest_ascend.model.options import MODEL_OPTIONS
@@ -57,7 +58,8 @@ SESSION_OPTIONS = OptionGroup("the session", (
 
 GROUPS: tuple[OptionGroup, ...] = (
     DEVICE_OPTIONS, MODEL_OPTIONS, SESSION_OPTIONS, MEASURE_OPTIONS, BOX_OPTIONS,
-    NUMERICS_OPTIONS, REPORT_OPTIONS, SGLANG_OPTIONS, TELEMETRY_OPTIONS, SOAK_OPTIONS,
+    NUMERICS_OPTIONS, ACCURACY_OPTIONS, REPORT_OPTIONS, SGLANG_OPTIONS, TELEMETRY_OPTIONS,
+    SOAK_OPTIONS,
 )
 OPTIONS: tuple[OptionSpec, ...] = tuple(spec for group in GROUPS for spec in group.options)
 

@@ -41,11 +41,17 @@ from pytest_ascend.measure.stats import percentile
 DEFAULT_GROUP_BY = "ascend.cann"
 DEFAULT_METRICS = ("time", "ttft_ms", "tpot_ms", "output_tokens_per_s", "roofline_fraction",
                    "energy_per_token_j", "perplexity", "golden_kl_mean", "token_agreement",
-                   "saturation_rate_per_s", "peak_goodput_per_s")
+                   "saturation_rate_per_s", "peak_goodput_per_s", "accuracy")
 _HIGHER_IS_BETTER = re.compile(
     r"(_per_s|_fraction|_gb_s|_tflops|speedup|scaling_vs_batch1|hit_rate|acceptance_rate|"
-    r"tokens_saved|mean_accepted_length|agreement)$"
+    r"tokens_saved|mean_accepted_length|agreement|accuracy)$"
 )
+# Figures judged elsewhere, and only reported here: accuracy is gated paired, question by
+# question, by the run itself against a recorded stack (--ascend-golden; accuracy/paired.py).
+# Between groups of runs the history sees accuracies alone, not which questions changed.
+JUDGED_ELSEWHERE = {
+    "accuracy": "paired per question by the run's McNemar test (--ascend-golden)",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class GroupStats:
 
     samples: tuple[float, ...]  # per-round values where the runs kept them, else one per run
     runs: int
+    # The newest run's own interval for the figure (extra_info["<metric>_interval"]), where
+    # it has one: an accuracy's Wilson interval.
+    interval: Optional[tuple[float, float]] = None
 
     @property
     def gated(self) -> bool:
@@ -254,7 +263,8 @@ def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tup
 def _group_stats(runs: list[Run], name: str, metric: str) -> Optional[GroupStats]:
     samples: list[float] = []
     present = 0
-    for run in runs:
+    interval = None
+    for run in runs:  # oldest first: the newest run's interval is kept
         bench = next((b for b in run.benchmarks if (b.get("fullname") or b.get("name")) == name),
                      None)
         if bench is None:
@@ -263,9 +273,17 @@ def _group_stats(runs: list[Run], name: str, metric: str) -> Optional[GroupStats
         if values:
             present += 1
             samples += values
+            interval = _interval(bench, metric) or interval
     if not samples:
         return None
-    return GroupStats(tuple(samples), present)
+    return GroupStats(tuple(samples), present, interval)
+
+
+def _interval(bench: dict, metric: str) -> Optional[tuple[float, float]]:
+    found = (bench.get("extra_info") or {}).get(f"{metric}_interval")
+    if isinstance(found, (list, tuple)) and len(found) == 2 and all(map(finite_number, found)):
+        return float(found[0]), float(found[1])
+    return None
 
 
 def _metric_samples(bench: dict, metric: str) -> list[float]:
@@ -296,6 +314,10 @@ def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, the
     else:
         change = 0.0 if now.median == then.median else math.copysign(math.inf, now.median)
     noise = (now.noise + then.noise) / 2
+    if metric in JUDGED_ELSEWHERE:
+        return Comparison(name, metric, group, base, change, math.inf, higher_is_better(metric),
+                          not_gated_because=JUDGED_ELSEWHERE[metric],
+                          values=(then.median, now.median))
     rule = DETERMINISTIC_METRICS.get(metric)
     if rule is not None:
         allowed = max(rule.allowed(then.median), noise_factor * noise * abs(then.median))

@@ -25,7 +25,9 @@ def _cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Compari
         return "-"
     factor, _ = _scale(metric)
     text = _fmt(stats.median * factor)
-    if len(stats.samples) > 1:  # half the interquartile range
+    if stats.interval is not None:
+        text += f" [{_fmt(stats.interval[0] * factor)}, {_fmt(stats.interval[1] * factor)}]"
+    elif len(stats.samples) > 1:  # half the interquartile range
         text += f" ±{_fmt((stats.q3 - stats.q1) * factor / 2)}"
     if comparison is not None:
         text += f" {comparison.change:+.1%}"
@@ -96,7 +98,8 @@ def render_json(history: History, set_aside: Sequence[str] = ()) -> str:
 def history_dict(history: History, set_aside: Sequence[str] = ()) -> dict[str, Any]:
     def stats(s: GroupStats) -> dict:
         return {"median": s.median, "q1": s.q1, "q3": s.q3, "noise": s.noise, "runs": s.runs,
-                "samples": len(s.samples)}
+                "samples": len(s.samples),
+                "interval": None if s.interval is None else list(s.interval)}
 
     return {
         "group_by": history.group_by,
@@ -154,7 +157,8 @@ def write_plot(history: History, path: Path) -> None:
 
 def plot_png(history: History) -> bytes:
     """One panel per metric: each benchmark's median per group (oldest to newest, in its
-    context) with interquartile bars; regressions marked with a red ring."""
+    context) with interquartile bars (an accuracy's own interval instead); regressions
+    marked with a red ring."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,8 +181,10 @@ def plot_png(history: History) -> bytes:
                     continue
                 xs = [g for g in ctx.groups if g in per_group]
                 ys = [per_group[g].median * factor for g in xs]
-                low = [(per_group[g].median - per_group[g].q1) * factor for g in xs]
-                high = [(per_group[g].q3 - per_group[g].median) * factor for g in xs]
+                spans = [per_group[g].interval or (per_group[g].q1, per_group[g].q3)
+                         for g in xs]  # an interval of its own where the figure has one
+                low = [(per_group[g].median - span[0]) * factor for g, span in zip(xs, spans)]
+                high = [(span[1] - per_group[g].median) * factor for g, span in zip(xs, spans)]
                 ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3,
                             label=_short(name), linewidth=1, color=colour[name])
                 for x, y in zip(xs, ys):

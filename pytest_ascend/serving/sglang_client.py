@@ -57,6 +57,15 @@ class SGLangClient:
             body.update(return_logprob=True, top_logprobs_num=top_logprobs)
         return self._post("/generate", body)
 
+    def continuation_logprob(self, prompt_ids: list, continuation_ids: list) -> float:
+        """The log-likelihood of `continuation_ids` after `prompt_ids`: the server's
+        input-token log-probabilities from where the continuation starts, summed (what
+        lm-eval's loglikelihood requests ask of a server)."""
+        body = self._generate_body(list(prompt_ids) + list(continuation_ids), 0, {})
+        body.update(return_logprob=True, logprob_start_len=len(prompt_ids))
+        entries = self._post("/generate", body)["meta_info"]["input_token_logprobs"]
+        return sum(float(entry[0]) for entry in entries[-len(continuation_ids):])
+
     def generate_stream(self, prompt: Any, max_new_tokens: int,
                         **sampling: Any) -> Iterator[tuple[float, dict]]:
         """Streamed `/generate`: (arrival time, chunk) per server-sent event, for TTFT/ITL."""
