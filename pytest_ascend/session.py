@@ -93,8 +93,9 @@ def plan_session(settings: AscendSettings) -> SessionPlan:
     else:
         dtype, dtype_source = device.platform.default_dtype, f"{device.kind} default"
     plan = SessionPlan(settings, cards, dtype, dtype_source)
+    evalset = _check_eval(settings)  # a bad eval set or option pair is said before all else
     plan = replace(plan, single_card_problem=_check_models(plan), golden=_check_golden(settings),
-                   evalset=_check_eval(settings))
+                   evalset=evalset)
     return _with_placement(plan)
 
 

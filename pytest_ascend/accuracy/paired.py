@@ -30,12 +30,9 @@ class QuestionResult:
 
 
 def binomial_upper_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2), exactly."""
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    """P(X >= k) for X ~ Binomial(n, 1/2), exactly: one minus the outcomes below k (none
+    for k <= 0; every one for k > n, since C(n, i) is 0 past n)."""
+    return (2 ** n - sum(math.comb(n, i) for i in range(k))) / 2 ** n
 
 
 def mcnemar_drop_p(lost: int, gained: int) -> float:
@@ -44,8 +41,7 @@ def mcnemar_drop_p(lost: int, gained: int) -> float:
 
 
 def mcnemar_two_sided_p(lost: int, gained: int) -> float:
-    n = lost + gained
-    return min(1.0, 2 * binomial_upper_tail(max(lost, gained), n)) if n else 1.0
+    return min(1.0, 2 * binomial_upper_tail(max(lost, gained), lost + gained))
 
 
 def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:

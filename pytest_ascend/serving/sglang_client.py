@@ -59,10 +59,11 @@ class SGLangClient:
 
     def continuation_logprob(self, prompt_ids: list, continuation_ids: list) -> float:
         """The log-likelihood of `continuation_ids` after `prompt_ids`: the server's
-        input-token log-probabilities from where the continuation starts, summed (what
-        lm-eval's loglikelihood requests ask of a server)."""
+        input-token log-probabilities of the continuation, summed (what lm-eval's
+        loglikelihood requests ask of a server). SGLang gives no log-probability (null) for
+        the first position of the range asked (0.5.23), so the range starts one before."""
         body = self._generate_body(list(prompt_ids) + list(continuation_ids), 0, {})
-        body.update(return_logprob=True, logprob_start_len=len(prompt_ids))
+        body.update(return_logprob=True, logprob_start_len=max(len(prompt_ids) - 1, 0))
         entries = self._post("/generate", body)["meta_info"]["input_token_logprobs"]
         return sum(float(entry[0]) for entry in entries[-len(continuation_ids):])
 

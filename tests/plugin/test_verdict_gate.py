@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_ascend.history.gate import (
+    DEFAULT_METRICS,
     DETERMINISTIC_METRICS,
+    JUDGED_ELSEWHERE,
     SMOKE_NOT_GATED,
     TOO_FEW_NOT_GATED,
     Comparison,
@@ -184,7 +186,7 @@ def test_deterministic_rule_takes_the_larger_allowance():
 @pytest.mark.parametrize("metric", [
     "output_tokens_per_s", "roofline_fraction", "decode_bandwidth_gb_s", "prefill_tflops",
     "speedup", "scaling_vs_batch1", "hit_rate", "acceptance_rate", "tokens_saved",
-    "mean_accepted_length", "token_agreement", "peak_goodput_per_s"])
+    "mean_accepted_length", "token_agreement", "peak_goodput_per_s", "accuracy"])
 def test_higher_is_better(metric):
     assert higher_is_better(metric)
 
@@ -347,3 +349,32 @@ def test_energy_per_token_is_judged_by_default_lower_being_better(factor, expect
     runs = [run("8.0", d, {"energy_per_token_j": ROUNDS}) for d in (1, 2)] + \
         [run("8.1", d, {"energy_per_token_j": scaled(factor)}) for d in (3, 4)]
     assert verdicts(runs)[("energy_per_token_j", "8.1", "8.0")] == expected
+
+
+def test_accuracy_is_shown_with_its_interval_and_judged_elsewhere():
+    """The paired McNemar test in the run judges accuracy; the history reports it, with the
+    newest run's interval, even when it fell by half."""
+    def accuracy_run(group, day, value, interval):
+        made = run(group, day, {"accuracy": value})
+        made.benchmarks[0]["extra_info"]["accuracy_interval"] = interval
+        return made
+
+    runs = [accuracy_run("8.0", 1, 0.8, [0.70, 0.88]), accuracy_run("8.0", 2, 0.8, [0.71, 0.87]),
+            accuracy_run("8.1", 3, 0.4, [0.30, 0.50]), accuracy_run("8.1", 4, 0.4, "bad")]
+    history = build_history(runs)
+    assert "accuracy" in DEFAULT_METRICS
+    stats = history.contexts[0].stats[(BENCH, "accuracy")]
+    assert stats["8.0"].interval == (0.71, 0.87) and stats["8.1"].interval == (0.30, 0.50)
+    (comparison,) = [c for c in history.contexts[0].comparisons if c.metric == "accuracy"]
+    assert comparison.not_gated_because == JUDGED_ELSEWHERE["accuracy"]
+    assert comparison.verdict == "not gated" and comparison.change == pytest.approx(-0.5)
+    assert comparison.values == (0.8, 0.4) and comparison.higher_is_better
+    assert comparison.baseline == "8.0" and comparison.group == "8.1"
+    assert comparison.threshold == math.inf
+    assert history.regressions == []
+    from pytest_ascend.history.render import render_table
+
+    assert "0.8 [0.71, 0.87]" in render_table(history)
+    assert "0.4 [0.3, 0.5] -50.0% (not gated: paired per question" in render_table(history)
+    plain = build_history([run("8.0", 1, {"ttft_ms": 5.0})], metrics=["ttft_ms"])
+    assert plain.contexts[0].stats[(BENCH, "ttft_ms")]["8.0"].interval is None
