@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="group every other group is compared with (default: the "
                          "previous group)")
     history.add_argument("--fail-on-regression", action="store_true",
-                         help="exit 1 when any metric regressed")
+                         help="exit 1 when any metric regressed (by the gate --gate names)")
+    history.add_argument("--gate", choices=("groups", "steps", "both"), default="both",
+                         help="what --fail-on-regression judges: each version group against "
+                         "the one before (groups), steps fitted along the nights of each "
+                         "metric (steps), or either (both, the default)")
     history.add_argument("--min-change", type=_argument(numbers.non_negative), default=0.15, metavar="FRACTION",
                          help="smallest relative change that can count (default 0.15 = 15%%; "
                          "lower it where timings are stable)")
@@ -249,7 +253,9 @@ def run_history(args: argparse.Namespace) -> int:
             except (OSError, ValueError) as exc:
                 print(f"pytest-ascend history: cannot write {path}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
-    return EXIT_REGRESSION if args.fail_on_regression and history.regressions else EXIT_OK
+    regressed = (args.gate != "steps" and history.regressions) or \
+        (args.gate != "groups" and history.step_regressions)
+    return EXIT_REGRESSION if args.fail_on_regression and regressed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -194,10 +194,21 @@ class History:
     metrics: tuple
     contexts: list
     skipped: list
+    steps: Optional[object] = None  # history.steps.StepReport: the second view, along nights
 
     @property
     def regressions(self) -> list:
         return [c for ctx in self.contexts for c in ctx.comparisons if c.verdict == "regression"]
+
+    @property
+    def step_regressions(self) -> list:
+        """Steps that made a metric worse, in hardware contexts (a smoke run's are shown)."""
+        return [] if self.steps is None else [s for s in self.steps.regressions if s.gated]
+
+    @property
+    def unknown_runs(self) -> int:
+        """Runs without the grouping key: named `unknown`, never compared as a version."""
+        return sum(len(ctx.runs.get(UNKNOWN, ())) for ctx in self.contexts)
 
 
 def build_history(
@@ -226,12 +237,17 @@ def build_history(
         known = sorted({g for c in contexts for g in c.groups})
         raise HistoryError(f"--baseline {baseline!r} is not a group; the groups by {group_by} "
                            f"are: {', '.join(known)}")
-    return History(group_by, metrics, contexts, list(skipped or []))
+    from pytest_ascend.history.steps import find_steps
+
+    return History(group_by, metrics, contexts, list(skipped or []), find_steps(runs, metrics))
+
+
+UNKNOWN = "unknown"
 
 
 def group_name(run: Run, group_by: str) -> str:
     value = run.lookup(group_by)
-    return "unknown" if value is None else str(value)
+    return UNKNOWN if value is None else str(value)
 
 
 def _context_history(context: dict, runs: list[Run], group_by: str, metrics: tuple,
@@ -305,6 +321,8 @@ def _metric_samples(bench: dict, metric: str) -> list[float]:
 
 SMOKE_NOT_GATED = "smoke run: the built-in tiny model's performance is reported, not judged"
 TOO_FEW_NOT_GATED = "too few rounds and runs to know its noise"
+UNKNOWN_NOT_GATED = ("the runs do not say their version: nights of unknown versions are not "
+                     "pooled into one; their steps are judged along the nights")
 
 
 def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, then: GroupStats,
@@ -313,7 +331,9 @@ def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, the
         change = (now.median - then.median) / abs(then.median)
     else:
         change = 0.0 if now.median == then.median else math.copysign(math.inf, now.median)
-    noise = (now.noise + then.noise) / 2
+    # A group too new to know its own noise (the first night of a new version) is judged
+    # against the baseline's noise alone; its one value stands for its level.
+    noise = (now.noise + then.noise) / 2 if now.gated else then.noise
     if metric in JUDGED_ELSEWHERE:
         return Comparison(name, metric, group, base, change, math.inf, higher_is_better(metric),
                           not_gated_because=JUDGED_ELSEWHERE[metric],
@@ -324,10 +344,12 @@ def _compare(name: str, metric: str, group: str, base: str, now: GroupStats, the
         return Comparison(name, metric, group, base, change, allowed / abs(then.median)
                           if then.median else math.inf, higher_is_better(metric),
                           values=(then.median, now.median), allowed=allowed)
-    if smoke:
-        why: Optional[str] = SMOKE_NOT_GATED
+    if UNKNOWN in (group, base):
+        why: Optional[str] = UNKNOWN_NOT_GATED
+    elif smoke:
+        why = SMOKE_NOT_GATED
     else:
-        why = None if now.gated and then.gated else TOO_FEW_NOT_GATED
+        why = None if then.gated else TOO_FEW_NOT_GATED
     return Comparison(name, metric, group, base, change, max(min_change, noise_factor * noise),
                       higher_is_better(metric), not_gated_because=why,
                       values=(then.median, now.median))

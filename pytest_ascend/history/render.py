@@ -127,6 +127,12 @@ def history_dict(history: History, set_aside: Sequence[str] = ()) -> dict[str, A
             for ctx in history.contexts
         ],
         "regressions": len(history.regressions),
+        "steps": [] if history.steps is None else [_step_dict(s) for s in history.steps.steps],
+        "step_regressions": len(history.step_regressions),
+        "drifts": [] if history.steps is None else [
+            {"benchmark": d.benchmark, "metric": d.metric, "ratio": d.ratio,
+             "steps": [s.index for s in d.steps]} for d in history.steps.drifts],
+        "unknown_runs": history.unknown_runs,
         "explained": explain(history),
         "set_aside": list(set_aside),
         "skipped": [{"path": s.source, "reason": s.reason} for s in history.skipped],
@@ -146,9 +152,39 @@ def _summary_lines(history: History, set_aside: Sequence[str] = ()) -> list[str]
     if len(history.contexts) > 1:
         lines.append(f"{len(history.contexts)} contexts (device / model / dtype / smoke) are "
                      f"listed separately, never merged")
+    lines += _step_lines(history)
+    if history.unknown_runs:
+        lines.append(f"{history.unknown_runs} run(s) do not say their {history.group_by}: "
+                     f"grouped as `unknown`, never compared as a version; the steps judge "
+                     f"them night by night")
     lines += explanation_lines(explain(history))
     lines += [f"set aside: {note}" for note in set_aside]
     return lines
+
+
+def _step_lines(history: History) -> list[str]:
+    report = history.steps
+    if report is None or not report.series:
+        return []
+    lines = [f"{len(report.steps)} step(s) along the nights, {len(history.step_regressions)} "
+             f"regression(s) ({report.series} series, {report.too_short} with too few runs to "
+             f"fit)"]
+    for step in report.steps:
+        label = ("STEP REGRESSION" if step.regression else "step") if step.gated else \
+            "step (smoke run: shown, not judged)"
+        lines.append(f"{label} {_short(step.benchmark)}: {step.describe()}")
+    lines += [f"drift {_short(d.benchmark)}: {d.describe()}" for d in report.drifts]
+    return lines
+
+
+def _step_dict(step: Any) -> dict:
+    return {"context": step.context, "benchmark": step.benchmark, "metric": step.metric,
+            "before": step.before.source, "before_datetime": step.before.datetime,
+            "after": step.after.source, "after_datetime": step.after.datetime,
+            "index": step.index, "ratio": step.ratio, "ratio_interval": [step.ratio_low,
+                                                                          step.ratio_high],
+            "regression": step.regression, "gated": step.gated,
+            "changed": [{"key": k, "before": a, "after": b} for k, a, b in step.changed]}
 
 
 def write_plot(history: History, path: Path) -> None:

@@ -15,6 +15,7 @@ from pytest_ascend.history.gate import (
     JUDGED_ELSEWHERE,
     SMOKE_NOT_GATED,
     TOO_FEW_NOT_GATED,
+    UNKNOWN_NOT_GATED,
     Comparison,
     DeterministicRule,
     GroupStats,
@@ -128,11 +129,33 @@ def test_a_group_too_thin_to_know_its_noise_is_reported_not_gated(per_run):
     assert comparison.not_gated_because == TOO_FEW_NOT_GATED
 
 
-def test_both_groups_must_be_gated():
+def test_the_baseline_must_know_its_noise():
     runs = [run("8.0", 1, {"tpot_ms": ROUNDS})] + \
         [run("8.1", d, {"tpot_ms": scaled(3.0)}) for d in (3, 4)]
     (comparison,) = build_history(runs, metrics=["tpot_ms"]).contexts[0].comparisons
     assert comparison.not_gated_because == TOO_FEW_NOT_GATED
+
+
+@pytest.mark.parametrize("value, expected", [(8.0 * 1.98, "regression"), (8.0 * 1.7, "same"),
+                                             (8.0 * 1.76, "regression")])
+def test_the_first_night_of_a_new_version_is_judged_by_the_previous_versions_noise(value,
+                                                                                  expected):
+    """One run of a new CANN version, one value: judged at once against the old version's own
+    noise (threshold 3 x 0.25), not left for the second night."""
+    runs = [run("8.0", d, {"tpot_ms": scaled(1.0)}) for d in (1, 2)] + \
+        [run("8.1", 3, {"tpot_ms": value})]
+    (comparison,) = build_history(runs, metrics=["tpot_ms"]).contexts[0].comparisons
+    assert comparison.gated and comparison.threshold == 0.75
+    assert comparison.verdict == expected
+
+
+def test_runs_of_unknown_version_are_named_never_pooled_into_a_pass():
+    unknown = [run(None, d, {"tpot_ms": scaled(1.0 if d < 3 else 3.0)}) for d in (1, 2, 3, 4)]
+    runs = [run("8.0", d + 10, {"tpot_ms": scaled(1.0)}) for d in (1, 2)] + unknown
+    history = build_history(runs, metrics=["tpot_ms"])
+    assert history.contexts[0].groups == ["unknown", "8.0"] and history.unknown_runs == 4
+    (comparison,) = history.contexts[0].comparisons
+    assert comparison.not_gated_because == UNKNOWN_NOT_GATED and not comparison.gated
 
 
 def test_smoke_runs_are_reported_not_gated_but_their_numerics_are():
