@@ -120,8 +120,14 @@ def test_noise_sigma_is_robust_to_the_step_itself():
 def test_changed_facts_are_strings_only_and_name_both_sides():
     before = night(1, {}, host="atlas-01")
     after = night(2, {}, cann="8.1.RC1", host="atlas-02")
+    after.machine_info["ascend"]["torch_npu"] = "2.1.0.post8"  # newly recorded
     assert changed_facts(before, after) == (("ascend.cann", "8.0.RC3", "8.1.RC1"),
+                                            ("ascend.torch_npu", None, "2.1.0.post8"),
                                             ("node", "atlas-01", "atlas-02"))
+    step = fit_steps([before] * 3 + [after] * 3, [1.0] * 3 + [2.0] * 3, context="c",
+                     benchmark=BENCH, metric="tpot_ms", higher_is_better=False)[0]
+    assert step.describe().endswith(": ascend.cann 8.0.RC3 -> 8.1.RC1; ascend.torch_npu None "
+                                    "-> 2.1.0.post8; node atlas-01 -> atlas-02")
 
 
 def test_a_deterministic_figure_that_moves_once_is_a_step():
@@ -183,3 +189,134 @@ def test_a_regression_inside_one_cann_version_fails_the_nightly_gate_as_a_step(t
     assert step["changed"] == [{"key": "ascend.driver", "before": "24.1.rc2",
                                 "after": "24.1.rc3"}]
     assert document["step_regressions"] == 1
+
+
+# Each field of a step, drift and report, exactly ----------------------------------------
+
+def plain(values, *, driver_at=None, smoke=False, device="910B3", name_only=False):
+    runs = []
+    for index, value in enumerate(values):
+        made = night(index, {"tpot_ms": value},
+                     driver="24.1.rc3" if driver_at is not None and index >= driver_at
+                     else "24.1.rc2")
+        made.machine_info["ascend"].update(smoke=smoke, device_name=device)
+        if name_only:
+            del made.benchmarks[0]["fullname"]
+        runs.append(made)
+    return runs
+
+
+def test_a_step_carries_both_runs_both_levels_and_its_interval():
+    values = [10.0, 10.0, 13.0, 20.0, 20.0, 20.0, 20.0]
+    runs = plain(values, driver_at=3)
+    (step,) = fit_steps(runs, values, context="ctx", benchmark=BENCH, metric="tpot_ms",
+                        higher_is_better=False)
+    half = 1.959963984540054 * MIN_SIGMA * math.sqrt(1 / 3 + 1 / 4)
+    assert (step.context, step.benchmark, step.metric, step.index) == ("ctx", BENCH, "tpot_ms", 3)
+    assert (step.before, step.after) == (runs[2], runs[3])
+    assert step.level_before == pytest.approx(10.0) and step.level_after == pytest.approx(20.0)
+    assert step.ratio == pytest.approx(2.0)
+    assert step.ratio_low == pytest.approx(2.0 * math.exp(-half))
+    assert step.ratio_high == pytest.approx(2.0 * math.exp(half))
+    assert step.gated and step.regression and not step.higher_is_better
+    assert step.describe() == (
+        f"tpot_ms +100.0% [{2.0 * math.exp(-half) - 1:+.1%}, {2.0 * math.exp(half) - 1:+.1%}] "
+        "regression between run-002.json (2026-01-03T02:00:00) and run-003.json "
+        "(2026-01-04T02:00:00): ascend.driver 24.1.rc2 -> 24.1.rc3")
+    (smoke,) = fit_steps(plain(values, smoke=True), values, context="c", benchmark=BENCH,
+                         metric="tpot_ms", higher_is_better=False)
+    assert not smoke.gated
+
+
+def test_an_improvement_with_no_fact_changed_says_so():
+    values = [20.0] * 3 + [10.0] * 3
+    runs = plain(values)
+    for run in runs[2:]:  # a change a night before the step is not the step's
+        run.machine_info["node"] = "atlas-02"
+    (step,) = fit_steps(runs, values, context="c", benchmark=BENCH, metric="tpot_ms",
+                        higher_is_better=False)
+    assert not step.regression and step.changed == ()
+    assert step.describe().endswith("improvement between run-002.json (2026-01-03T02:00:00) "
+                                    "and run-003.json (2026-01-04T02:00:00): no recorded fact "
+                                    "changed")
+    (faster,) = fit_steps(plain(values), values, context="c", benchmark=BENCH,
+                          metric="output_tokens_per_s", higher_is_better=True)
+    assert faster.regression
+
+
+def test_a_cut_with_no_change_is_dropped_and_the_next_is_kept(monkeypatch):
+    from pytest_ascend.history import steps as module
+
+    values = [10.0] * 6 + [15.0] * 3
+    monkeypatch.setattr(module, "breakpoints", lambda logs, sigma, beta: [3, 6])
+    (step,) = fit_steps(plain(values), values, context="c", benchmark=BENCH, metric="tpot_ms",
+                        higher_is_better=False)
+    assert step.index == 6 and step.ratio == pytest.approx(1.5)
+    seen = []
+    monkeypatch.setattr(module, "breakpoints",
+                        lambda logs, sigma, beta: seen.append(beta) or [])
+    assert fit_steps(plain(values), values, context="c", benchmark=BENCH, metric="tpot_ms",
+                     higher_is_better=False, beta=7.5) == [] and seen == [7.5]
+
+
+def test_drifts_are_runs_of_steps_one_way():
+    values = [10.0] * 3 + [12.0] * 3 + [14.0] * 3 + [11.0] * 3 + [9.0] * 3 + [12.0] * 3
+    found = fit_steps(plain(values), values, context="ctx", benchmark=BENCH, metric="tpot_ms",
+                      higher_is_better=False)
+    assert [s.index for s in found] == [3, 6, 9, 12, 15]
+    up, down = drifts(found)
+    assert up.steps == tuple(found[:2]) and down.steps == tuple(found[2:4])
+    assert (up.context, up.benchmark, up.metric) == ("ctx", BENCH, "tpot_ms")
+    assert up.ratio == pytest.approx(1.4) and down.ratio == pytest.approx(9 / 14)
+    assert up.describe() == ("tpot_ms drifted +40.0% in 2 steps between run-002.json and "
+                             "run-006.json")
+    assert down.describe() == ("tpot_ms drifted -35.7% in 2 steps between run-008.json and "
+                               "run-012.json")
+    assert drifts(found[3:]) == [] and drifts([]) == []
+
+
+def test_find_steps_fits_each_context_and_benchmark_and_counts_what_it_cannot():
+    hardware = plain([10.0] * 3 + [20.0] * 3)  # six runs: just enough
+    smoke = plain([10.0] * 3 + [20.0] * 3, smoke=True, device="cpu", name_only=True)
+    for run in smoke:
+        del run.machine_info["ascend"]["model"]
+    short = plain([10.0] * 5, device="910B4")
+    report = find_steps(hardware + smoke + short + plain([7.0] * 5, device="910A"),
+                        ["tpot_ms", "ttft_ms"])
+    assert report.series == 4 and report.too_short == 2
+    contexts = sorted((s.context, s.benchmark, s.gated) for s in report.steps)
+    assert contexts == [
+        ("npu / 910B3 / Qwen2.5-14B-Instruct / float16 / False", BENCH, True),
+        ("npu / cpu / float16 / True", "test_decode", False)]
+    assert find_steps(hardware, ["tpot_ms"], beta=1e9).steps == []
+    after_nothing = find_steps(hardware, ["ttft_ms", "tpot_ms"])  # a metric no run has first
+    assert [s.index for s in after_nothing.steps] == [3]
+    for run in hardware[:4]:  # a metric too few runs measured, fitted before tpot_ms
+        run.benchmarks[0]["extra_info"]["ttft_ms"] = 3.0
+    after_short = find_steps(hardware, ["ttft_ms", "tpot_ms"])
+    assert after_short.too_short == 1 and [s.metric for s in after_short.steps] == ["tpot_ms"]
+    two = find_steps(plain([10.0, 10.0, 10.0, 12.0, 12.0, 12.0, 14.0, 14.0, 14.0]) +
+                     plain([10.0, 10.0, 10.0, 12.0, 12.0, 12.0, 14.0, 14.0, 14.0],
+                           device="910A"), ["tpot_ms"])
+    assert len(two.drifts) == 2
+
+
+def test_series_values_keep_positive_finite_values_of_runs_that_have_the_benchmark():
+    from pytest_ascend.history.gate import _metric_samples
+    from pytest_ascend.history.steps import series_values
+
+    runs = plain([10.0, 0.0, -1.0, 12.0, float("nan")], name_only=True)
+    runs.append(night(9, {"tpot_ms": 5.0}))
+    runs[-1].benchmarks[0]["fullname"] = "another"
+    kept, values = series_values(runs, "test_decode", "tpot_ms", _metric_samples)
+    assert [r.source for r in kept] == ["run-000.json", "run-003.json"]
+    assert values == [10.0, 12.0]
+
+
+def test_noise_sigma_measures_spread_around_a_trend():
+    trend = [0.01 * i for i in range(50)]
+    assert noise_sigma(trend) == MIN_SIGMA  # every night moves the same: no noise
+    wobble = [0.0]
+    for i in range(50):  # night-to-night moves of 0.01 +- 0, 0.01, 0.02
+        wobble.append(wobble[-1] + 0.01 + (-0.02, -0.01, 0.0, 0.01, 0.02)[i % 5])
+    assert noise_sigma(wobble) == pytest.approx(1.4826 * 0.01 / math.sqrt(2))
