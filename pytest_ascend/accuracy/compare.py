@@ -33,6 +33,12 @@ class AccuracyOutcome:
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.correct, self.questions)
 
+    def metrics(self, evalset: EvalSet) -> dict:
+        """A test's benchmark extra_info: the figures the history shows, and the set asked."""
+        return {"accuracy": self.accuracy, "accuracy_interval": list(self.interval),
+                "correct": self.correct, "questions": self.questions,
+                "eval": evalset.provenance(), "changed": len(self.changed)}
+
 
 def record_and_compare(evalset: EvalSet, results: Sequence[QuestionResult], *, stack: str,
                        environment: Mapping[str, Any], model: Mapping[str, Any],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_ascend.telemetry.plot import PANELS
+from pytest_ascend.telemetry.plot import PANELS, save_figure
 from pytest_ascend.telemetry.reading import CardReading
 
 RATE_PANELS = (("decode", "decode tokens/s", 1.0), ("matmul", "matmul TFLOP/s", 1e-12))
@@ -52,8 +52,4 @@ def write_card_plot(card: Any, readings: Sequence[CardReading], go_perf: float,
     axes[0, 0].set_title(f"card {card.card} ({card.name}): {card.iterations} iterations; "
                          f"{verdict}"[:150], fontsize=9)
     axes[-1, 0].set_xlabel("seconds since the soak's start")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

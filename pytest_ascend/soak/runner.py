@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pytest_ascend.platforms.base import card_label
 from pytest_ascend.processes import die_with_parent, stop_process_tree
-from pytest_ascend.soak.agreement import AgreementCheck, Mismatch
+from pytest_ascend.soak.agreement import AgreementCheck
 from pytest_ascend.soak.stability import CardStability, judge_stability, window_seconds
 from pytest_ascend.soak.worker import PLANT_ENV
 

@@ -5,7 +5,7 @@ a hot stretch or a clock that fell is seen against the tests that ran then."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from pytest_ascend.telemetry.reading import CardReading
 
@@ -49,8 +49,15 @@ def write_telemetry_plot(readings: Mapping[str, Sequence[CardReading]],
                      ha="left", va="bottom")
     top.legend(fontsize=8, loc="upper right")
     axes[-1, 0].set_xlabel("seconds since the first suite test")
+    return save_figure(fig, path, dpi=100)
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Lay `fig` out, write it to `path` (its folder made), and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -27,8 +27,5 @@ def test_accuracy(ascend_eval, model, tokenizer, benchmark, ascend_accuracy, asc
                                  kwargs={"progress": ascend_progress}, rounds=1, iterations=1)
     assert len(results) == len(questions), "a question went unanswered"
     outcome = ascend_accuracy(results, "model")
-    benchmark.extra_info.update(
-        accuracy=outcome.accuracy, accuracy_interval=list(outcome.interval),
-        correct=outcome.correct, questions=outcome.questions, eval=ascend_eval.provenance(),
-        changed=len(outcome.changed))
+    benchmark.extra_info.update(outcome.metrics(ascend_eval))
     assert not outcome.failures, "; ".join(outcome.failures)

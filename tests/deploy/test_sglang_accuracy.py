@@ -23,8 +23,5 @@ def test_sglang_accuracy(ascend_eval, sglang_server, tokenizer, benchmark, ascen
     assert [r.id for r in results] == [q.id for q in questions], "answers out of order"
     assert all(r.response for r in results), "the server gave an empty answer"
     outcome = ascend_accuracy(results, "sglang")
-    benchmark.extra_info.update(
-        accuracy=outcome.accuracy, accuracy_interval=list(outcome.interval),
-        correct=outcome.correct, questions=outcome.questions, eval=ascend_eval.provenance(),
-        changed=len(outcome.changed))
+    benchmark.extra_info.update(outcome.metrics(ascend_eval))
     assert not outcome.failures, "; ".join(outcome.failures)
