@@ -58,23 +58,81 @@ def _group_header(ctx: ContextHistory) -> list[str]:
             for g in ctx.groups]
 
 
+TABLE_WIDTH = 120  # the terminal table's lines, at most: details go to --format json, --html
+
+
 def render_table(history: History, set_aside: Sequence[str] = ()) -> str:
-    """Per context, one table per benchmark: a row per metric, a column per group."""
-    out = []
+    """Per context, one table per benchmark: a row per metric, a column per group, as many
+    of the newest groups as fit TABLE_WIDTH (the older ones are named, and are in
+    --format json and --html). Why a change is not gated is said once, in a numbered note."""
+    out: list[str] = []
+    notes: dict[str, int] = {}
     for ctx in history.contexts:
         out.append(f"== {ctx.label()} | grouped by {history.group_by}, oldest first")
+        found = {(c.benchmark, c.metric, c.group): c for c in ctx.comparisons}
+        rows = [(name, _scale(metric)[1],
+                 [_terse_cell(per_group.get(g), metric, found.get((name, metric, g)), notes)
+                  for g in ctx.groups])
+                for (name, metric), per_group in ctx.stats.items()]
+        shown = _newest_that_fit(ctx, rows)
+        if shown < len(ctx.groups):
+            older = ctx.groups[:len(ctx.groups) - shown]
+            out.append(f"   {len(older)} older group(s) not shown here ({older[0]} .. "
+                       f"{older[-1]}): --format json or --html")
         by_benchmark: dict = {}
-        for name, metric, cells in _rows(ctx):
-            by_benchmark.setdefault(name, []).append([metric, *cells])
-        for name, rows in by_benchmark.items():
-            header = ["metric", *_group_header(ctx)]
-            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for name, metric, cells in rows:
+            by_benchmark.setdefault(name, []).append([metric, *cells[len(cells) - shown:]])
+        header = ["metric", *_group_header(ctx)[len(ctx.groups) - shown:]]
+        for name, table in by_benchmark.items():
+            widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
             out.append(f"\n{name}")
-            for row in [header, *rows]:
+            for row in [header, *table]:
                 out.append("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
         out.append("")
+    out += [f"[{number}] {reason}" for reason, number in notes.items()]
     out += _summary_lines(history, set_aside)
-    return "\n".join(out)
+    return "\n".join(_fitted(line) for line in "\n".join(out).split("\n"))
+
+
+def _terse_cell(stats: Optional[GroupStats], metric: str, comparison: Optional[Comparison],
+                notes: dict) -> str:
+    """A cell of the terminal table: the figure, its change and verdict, a note's number
+    for why it is not gated (the regressions' reasons follow in the summary)."""
+    if stats is None:
+        return "-"
+    text = _cell(stats, metric, None)
+    if comparison is None:
+        return text
+    text += f" {comparison.change:+.1%}"
+    if comparison.verdict == "not gated":
+        number = notes.setdefault(f"not gated: {comparison.not_gated_because}", len(notes) + 1)
+        return f"{text} [{number}]"
+    return text if comparison.verdict == "same" else f"{text} {comparison.verdict.upper()}"
+
+
+def _newest_that_fit(ctx: ContextHistory, rows: list) -> int:
+    """How many of the newest groups' columns fit TABLE_WIDTH (two at least: a change and
+    what it changed from)."""
+    header = _group_header(ctx)
+    metric_width = max([len("metric"), *(len(metric) for _, metric, _ in rows)])
+    used, shown = 2 + metric_width, 0
+    for index in range(len(ctx.groups) - 1, -1, -1):
+        width = max([len(header[index]), *(len(cells[index]) for _, _, cells in rows)]) + 2
+        if used + width > TABLE_WIDTH and shown >= 2:
+            break
+        used, shown = used + width, shown + 1
+    return shown
+
+
+def _fitted(line: str) -> str:
+    """A line of at most TABLE_WIDTH characters: a longer one (a summary line naming many
+    facts) is wrapped, its continuation indented."""
+    import textwrap
+
+    if len(line) <= TABLE_WIDTH:
+        return line
+    return "\n".join(textwrap.wrap(line, TABLE_WIDTH, subsequent_indent="    ",
+                                    break_long_words=True, break_on_hyphens=False))
 
 
 def render_markdown(history: History, set_aside: Sequence[str] = ()) -> str:
@@ -192,9 +250,21 @@ def write_plot(history: History, path: Path) -> None:
 
 
 def plot_png(history: History) -> bytes:
+    """The history figure as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(history)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def history_figure(history: History) -> Any:
     """One panel per metric: each benchmark's median per group (oldest to newest, in its
     context) with interquartile bars (an accuracy's own interval instead); regressions
-    marked with a red ring."""
+    marked with a red ring. Group names slant, and where two would still overlap, the later
+    one is left out (every group stays in the table and the JSON)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,12 +300,28 @@ def plot_png(history: History) -> bytes:
         ax.set_ylabel(label)
         ax.set_title(f"{label} by {history.group_by}")
         ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
     axes[0, 0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    for ax in axes[:, 0]:
+        _thin_overlapping_labels(fig, ax)
+    return fig
+
+
+def _thin_overlapping_labels(fig: Any, ax: Any) -> None:
+    """Hide each x label that overlaps the last one kept, left to right."""
+    renderer = fig.canvas.get_renderer()
+    kept = None
+    for label in sorted(ax.get_xticklabels(), key=lambda t: t.get_window_extent(renderer).x0):
+        if not label.get_text():
+            continue
+        box = label.get_window_extent(renderer)
+        if kept is not None and box.overlaps(kept):
+            label.set_visible(False)
+        else:
+            kept = box
 
 
 def write_html(history: History, path: Path) -> None:

@@ -79,8 +79,8 @@ class Step:
         facts = "; ".join(f"{key} {old} -> {new}" for key, old, new in self.changed) or \
             "no recorded fact changed"
         return (f"{self.metric} {self.change:+.1%} [{self.ratio_low - 1:+.1%}, "
-                f"{self.ratio_high - 1:+.1%}] {what} between {self.before.source} "
-                f"({self.before.datetime}) and {self.after.source} ({self.after.datetime}): "
+                f"{self.ratio_high - 1:+.1%}] {what} between {_name(self.before)} "
+                f"({self.before.datetime}) and {_name(self.after)} ({self.after.datetime}): "
                 f"{facts}")
 
 
@@ -95,7 +95,12 @@ class Drift:
     def describe(self) -> str:
         first, last = self.steps[0], self.steps[-1]
         return (f"{self.metric} drifted {self.ratio - 1:+.1%} in {len(self.steps)} steps between "
-                f"{first.before.source} and {last.after.source}")
+                f"{_name(first.before)} and {_name(last.after)}")
+
+
+def _name(run: Run) -> str:
+    """A run by its file's name (the storage's folders and the machine id say nothing new)."""
+    return run.source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 @dataclass

@@ -170,7 +170,14 @@ def test_a_regression_inside_one_cann_version_fails_the_nightly_gate_as_a_step(t
     done = history_command(paths, "--fail-on-regression", "--metric", "tpot_ms")
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "0 regression(s)" in done.stdout  # the version groups: one version, nothing to see
-    (line,) = [l for l in done.stdout.splitlines() if l.startswith("STEP REGRESSION")]
+    lines = done.stdout.splitlines()
+    (start,) = [i for i, text in enumerate(lines) if text.startswith("STEP REGRESSION")]
+    line = lines[start]
+    for more in lines[start + 1:]:  # a long line is wrapped at 120 columns
+        if not more.startswith("    "):
+            break
+        line += " " + more.strip()
+    assert all(len(text) <= 120 for text in lines)
     import re
 
     low, high = map(float, re.search(r"tpot_ms \+[\d.]+% \[\+([\d.]+)%, \+([\d.]+)%\]",
@@ -320,3 +327,12 @@ def test_noise_sigma_measures_spread_around_a_trend():
     for i in range(50):  # night-to-night moves of 0.01 +- 0, 0.01, 0.02
         wobble.append(wobble[-1] + 0.01 + (-0.02, -0.01, 0.0, 0.01, 0.02)[i % 5])
     assert noise_sigma(wobble) == pytest.approx(1.4826 * 0.01 / math.sqrt(2))
+
+
+def test_runs_are_named_by_their_file_whatever_the_storage_path():
+    from pytest_ascend.history.steps import _name
+
+    for source, name in (("store/Linux-CPython-3.11-64bit/0001_nightly run.json",
+                          "0001_nightly run.json"), ("C:\\store\\b\\0002_x.json", "0002_x.json"),
+                         ("run-7.json", "run-7.json")):
+        assert _name(Run(source, "", {}, [])) == name

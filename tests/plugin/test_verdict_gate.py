@@ -398,6 +398,10 @@ def test_accuracy_is_shown_with_its_interval_and_judged_elsewhere():
     from pytest_ascend.history.render import render_table
 
     assert "0.8 [0.71, 0.87]" in render_table(history)
-    assert "0.4 [0.3, 0.5] -50.0% (not gated: paired per question" in render_table(history)
+    import re
+
+    table = render_table(history)
+    (number,) = re.findall(r"0\.4 \[0\.3, 0\.5\] -50\.0% \[(\d)\]", table)
+    assert f"[{number}] not gated: paired per question by the run's McNemar test" in table
     plain = build_history([run("8.0", 1, {"ttft_ms": 5.0})], metrics=["ttft_ms"])
     assert plain.contexts[0].stats[(BENCH, "ttft_ms")]["8.0"].interval is None
