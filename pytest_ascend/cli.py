@@ -5,6 +5,11 @@ machine_info key) and can gate a nightly job on regressions. Exit codes: 0 fine,
 regression with --fail-on-regression (and nothing else: a nightly job reads 1 as "the new
 stack is slower"), 2 bad usage or nothing to compare, 3 an internal error of this tool.
 
+`pytest-ascend nightly --out DIR --storage DIR -- PYTEST_ARGS` runs one night: the suite
+with every report on into its own folder, the history gated and written beside it. Exit
+codes: 0 fine, 1 a regression, 2 nothing earlier to compare with, 3 an internal error, 4 a
+test failed, 5 stopped by SIGTERM or Ctrl-C (reports written), 6 the suite could not run.
+
 `pytest-ascend golden record --out DIR` writes the golden outputs a later run compares
 with (`pytest -m npu --ascend-golden=DIR`). Exit codes: 0 written, 2 bad usage (a golden
 already there without --force, a model that cannot load), 3 an internal error.
@@ -98,6 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a self-contained HTML page (tables and plot)")
     history.add_argument("--format", choices=FORMATS, default="table",
                          help="what to print (default: table)")
+    nightly = commands.add_parser(
+        "nightly", help="run the suite, store the run, gate it, write the history's pages",
+        description="One night in one command: `pytest -m npu` with the arguments after "
+        "`--`, with every report on, into OUT/<UTC time>/; then the history of --storage "
+        "gated (--gate) and written beside the reports. Exit codes: 0 fine, 1 a regression, "
+        "2 nothing earlier to compare with, 3 an internal error of this tool, 4 a test "
+        "failed, 5 stopped (SIGTERM, Ctrl-C; the reports are written), 6 the suite could not "
+        "run.")
+    nightly.add_argument("--out", type=Path, required=True, metavar="DIR",
+                         help="where each night's folder goes")
+    nightly.add_argument("--storage", type=Path, required=True, metavar="DIR",
+                         help="pytest-benchmark storage kept across nights")
+    nightly.add_argument("--gate", choices=("groups", "steps", "both"), default="both",
+                         help="what counts as a regression (as history --gate)")
+    nightly.add_argument("--group-by", default=hist.DEFAULT_GROUP_BY, metavar="KEY")
+    nightly.add_argument("--min-change", type=_argument(numbers.non_negative), default=0.15,
+                         metavar="FRACTION")
+    nightly.add_argument("--noise-factor", type=_argument(numbers.non_negative), default=3.0,
+                         metavar="K")
+    nightly.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
+                         help="the suite's own arguments (--ascend-model=..., test paths)")
     golden = commands.add_parser(
         "golden", help="record golden outputs to compare later runs with",
         description="Golden outputs: greedy tokens, top-k log-probabilities and perplexity "
@@ -165,7 +191,7 @@ def parse_box(text: str) -> tuple[int, int]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"history": run_history, "plan": run_plan,
+    command = {"history": run_history, "plan": run_plan, "nightly": run_nightly,
                "golden": run_golden if getattr(args, "golden_command", None) else None
                }.get(args.command)
     if command is None:
@@ -205,6 +231,51 @@ def run_golden(args: argparse.Namespace) -> int:
     print(f"wrote {golden.describe()} into {args.out}: {len(golden.prompts)} prompts, "
           f"{positions} positions, perplexity {golden.perplexity['perplexity']:.6g}")
     return EXIT_OK
+
+
+def run_nightly(args: argparse.Namespace) -> int:
+    from pytest_ascend.history import nightly
+    from pytest_ascend.history import render as report
+
+    def say(message: str) -> None:
+        print(f"pytest-ascend nightly: {message}", file=sys.stderr, flush=True)
+
+    pytest_args = list(args.pytest_args)
+    if pytest_args[:1] == ["--"]:
+        pytest_args = pytest_args[1:]
+    args.storage.mkdir(parents=True, exist_ok=True)
+    folder = nightly.night_folder(args.out)
+    say(f"tonight's reports: {folder}")
+    suite_exit, stopped = nightly.run_suite(
+        nightly.suite_argv(pytest_args, args.storage, folder), say)
+    regressions, comparable = 0, False
+    try:
+        runs, _ = load_runs(f"file://{args.storage.resolve()}")
+        runs, set_aside = set_aside_throttled(runs)
+        history = hist.build_history(runs, group_by=args.group_by,
+                                     min_change=args.min_change,
+                                     noise_factor=args.noise_factor)
+    except HistoryError as exc:
+        say(f"no history to gate: {exc}")
+    else:
+        comparable = nightly.newest_is_comparable(history)
+        regressions = (len(history.regressions) if args.gate != "steps" else 0) + \
+            (len(history.step_regressions) if args.gate != "groups" else 0)
+        print(report.render_table(history, set_aside))
+        for name, write in (("history.md", lambda h, p: p.write_text(
+                                report.render_markdown(h, set_aside))),
+                            ("history.json", lambda h, p: p.write_text(
+                                report.render_json(h, set_aside))),
+                            ("history.html", report.write_html),
+                            ("history.png", report.write_plot)):
+            try:
+                write(history, folder / name)
+            except (OSError, ValueError) as exc:
+                say(f"{name} not written: {exc}")
+    outcome = nightly.NightlyOutcome(suite_exit, stopped, regressions, comparable)
+    say(f"exit {outcome.exit_code}: {nightly.MEANINGS[outcome.exit_code]} (the suite exited "
+        f"{suite_exit}; {regressions} regression(s) by --gate {args.gate})")
+    return outcome.exit_code
 
 
 def run_plan(args: argparse.Namespace) -> int:
