@@ -5,6 +5,10 @@ machine_info key) and can gate a nightly job on regressions. Exit codes: 0 fine,
 regression with --fail-on-regression (and nothing else: a nightly job reads 1 as "the new
 stack is slower"), 2 bad usage or nothing to compare, 3 an internal error of this tool.
 
+`pytest-ascend fleet RESULTS...` compares many boxes' runs and names the outliers. Exit
+codes: 0 none, 1 a box flagged, 2 nothing to compare (fewer than 3 boxes in every group, no
+runs, a path that does not exist), 3 an internal error.
+
 `pytest-ascend nightly --out DIR --storage DIR -- PYTEST_ARGS` runs one night: the suite
 with every report on into its own folder, the history gated and written beside it. Exit
 codes: 0 fine, 1 a regression, 2 nothing earlier to compare with, 3 an internal error, 4 a
@@ -103,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a self-contained HTML page (tables and plot)")
     history.add_argument("--format", choices=FORMATS, default="table",
                          help="what to print (default: table)")
+    fleet = commands.add_parser(
+        "fleet", help="compare many boxes' runs and name the odd one out",
+        description="Read the benchmark runs of many boxes (storage directories or "
+        "--benchmark-json files; each run names its host in machine_info), compare each box "
+        "with the fleet's median within its device/model/dtype and CANN version, and with "
+        "its own earlier runs. Exit 1 when a box is flagged, 2 when nothing can be compared.")
+    fleet.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                       help="a benchmark storage directory or a --benchmark-json file")
+    fleet.add_argument("--metric", action="append", default=None, metavar="NAME",
+                       help=f"metric to compare (default: {', '.join(hist.DEFAULT_METRICS)})")
+    fleet.add_argument("--threshold", type=_argument(numbers.non_negative), default=5.0,
+                       metavar="Z", help="modified z-score that flags a box (default 5)")
+    fleet.add_argument("--min-gap", type=_argument(numbers.non_negative), default=0.05,
+                       metavar="FRACTION", help="smallest gap from the median that can flag a "
+                       "box (default 0.05)")
+    fleet.add_argument("--across-versions", action="store_true",
+                       help="compare boxes on different CANN versions with each other")
+    fleet.add_argument("--png", type=Path, default=None, metavar="PNG",
+                       help="write the box x metric heat map")
+    fleet.add_argument("--json", type=Path, default=None, metavar="FILE",
+                       help="write everything as JSON")
     nightly = commands.add_parser(
         "nightly", help="run the suite, store the run, gate it, write the history's pages",
         description="One night in one command: `pytest -m npu` with the arguments after "
@@ -192,6 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = {"history": run_history, "plan": run_plan, "nightly": run_nightly,
+               "fleet": run_fleet,
                "golden": run_golden if getattr(args, "golden_command", None) else None
                }.get(args.command)
     if command is None:
@@ -231,6 +257,33 @@ def run_golden(args: argparse.Namespace) -> int:
     print(f"wrote {golden.describe()} into {args.out}: {len(golden.prompts)} prompts, "
           f"{positions} positions, perplexity {golden.perplexity['perplexity']:.6g}")
     return EXIT_OK
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    from pytest_ascend.fleet import render as fleet_render
+    from pytest_ascend.fleet.compare import compare_fleet, read_results
+
+    try:
+        runs, skipped = read_results(args.results)
+    except HistoryError as exc:
+        print(f"pytest-ascend fleet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = compare_fleet(runs, args.metric or hist.DEFAULT_METRICS,
+                           across_versions=args.across_versions, threshold=args.threshold,
+                           min_gap=args.min_gap, skipped=skipped)
+    print(fleet_render.fleet_table(report))
+    for path, write in ((args.json, fleet_render.write_json),
+                        (args.png, fleet_render.write_heat_map)):
+        if path is not None:
+            try:
+                write(report, path)
+            except (OSError, ValueError) as exc:
+                print(f"pytest-ascend fleet: cannot write {path}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+    if not report.comparable:
+        print("pytest-ascend fleet: no group of 3 or more boxes to compare", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_REGRESSION if report.flags else EXIT_OK
 
 
 def run_nightly(args: argparse.Namespace) -> int:
