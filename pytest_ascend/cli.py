@@ -259,6 +259,20 @@ def run_golden(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_outputs(command: str, subject: object,
+                   outputs: Sequence[tuple[Optional[Path], Callable[[object, Path], None]]]
+                   ) -> bool:
+    """Write each output that was asked for; False, with one line, at the first that fails."""
+    for path, write in outputs:
+        if path is not None:
+            try:
+                write(subject, path)
+            except (OSError, ValueError) as exc:
+                print(f"pytest-ascend {command}: cannot write {path}: {exc}", file=sys.stderr)
+                return False
+    return True
+
+
 def run_fleet(args: argparse.Namespace) -> int:
     from pytest_ascend.fleet import render as fleet_render
     from pytest_ascend.fleet.compare import compare_fleet, read_results
@@ -272,14 +286,9 @@ def run_fleet(args: argparse.Namespace) -> int:
                            across_versions=args.across_versions, threshold=args.threshold,
                            min_gap=args.min_gap, skipped=skipped)
     print(fleet_render.fleet_table(report))
-    for path, write in ((args.json, fleet_render.write_json),
-                        (args.png, fleet_render.write_heat_map)):
-        if path is not None:
-            try:
-                write(report, path)
-            except (OSError, ValueError) as exc:
-                print(f"pytest-ascend fleet: cannot write {path}: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+    if not _write_outputs("fleet", report, ((args.json, fleet_render.write_json),
+                                            (args.png, fleet_render.write_heat_map))):
+        return EXIT_USAGE
     if not report.comparable:
         print("pytest-ascend fleet: no group of 3 or more boxes to compare", file=sys.stderr)
         return EXIT_USAGE
@@ -370,13 +379,9 @@ def run_history(args: argparse.Namespace) -> int:
     render = {"table": report.render_table, "json": report.render_json,
               "markdown": report.render_markdown}[args.format]
     print(render(history, set_aside))
-    for path, write in ((args.plot, report.write_plot), (args.html, report.write_html)):
-        if path is not None:
-            try:
-                write(history, path)
-            except (OSError, ValueError) as exc:
-                print(f"pytest-ascend history: cannot write {path}: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+    if not _write_outputs("history", history, ((args.plot, report.write_plot),
+                                               (args.html, report.write_html))):
+        return EXIT_USAGE
     regressed = (args.gate != "steps" and history.regressions) or \
         (args.gate != "groups" and history.step_regressions)
     return EXIT_REGRESSION if args.fail_on_regression and regressed else EXIT_OK
