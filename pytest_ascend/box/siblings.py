@@ -9,7 +9,7 @@ baseline down, and every figure here is higher-is-better (bandwidths, rates).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 from pytest_ascend.measure.stats import median
 
@@ -48,3 +48,13 @@ def stragglers(figures: Mapping[str, Mapping[str, float]],
             if reference > 0 and value < (1 - tolerance) * reference:
                 found.append(Straggler(member, metric, value, reference))
     return found
+
+
+def shared_device(cards: Sequence[Any]) -> Optional[str]:
+    """Why `cards` cannot be judged against each other when they are stand-ins sharing one
+    device (--ascend-devices=N on a host): their figures are one device's, moved by its load."""
+    if len(cards) < 2 or not cards[0].platform.host_stand_ins:
+        return None
+    return (f"the {len(cards)} selected cards are stand-ins sharing one {cards[0].kind} "
+            f"device: their figures differ only by the load on it, so no card or link is "
+            f"judged against its siblings; select real cards on an accelerator")

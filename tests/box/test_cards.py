@@ -20,7 +20,7 @@ from pytest_ascend.box.card_checks import (
 )
 from pytest_ascend.box.memory_patterns import check_memory_patterns
 from pytest_ascend.box.render import write_box_json
-from pytest_ascend.box.siblings import stragglers
+from pytest_ascend.box.siblings import shared_device, stragglers
 from pytest_ascend.box.sweep import sweep_cards
 from pytest_ascend.measure.roofline import matmul_kernel
 
@@ -98,6 +98,8 @@ def test_no_card_is_slower_than_its_siblings(ascend_cards, ascend_plan, ascend_b
     if len(ascend_cards) < 2:
         pytest.skip(f"one card selected (--ascend-devices {ascend_plan.settings.devices.text}):"
                     f" no siblings to compare with; select more with --ascend-devices all")
+    if shared_device(ascend_cards):
+        pytest.skip(shared_device(ascend_cards))
     sweep = sweep_cards(ascend_cards, ascend_plan.dtype, progress=ascend_progress)
     slow = stragglers(sweep.by_label(), ascend_plan.settings.card_tolerance)
     ascend_box.sweep, ascend_box.slow_cards = sweep, slow

@@ -5,7 +5,7 @@ judged against the median of the others."""
 import pytest
 
 from pytest_ascend.box.render import write_box_json, write_link_heatmap
-from pytest_ascend.box.siblings import stragglers
+from pytest_ascend.box.siblings import shared_device, stragglers
 from pytest_ascend.box.sweep import sweep_links
 
 pytestmark = pytest.mark.npu
@@ -16,6 +16,8 @@ def test_every_link_keeps_up_with_its_siblings(benchmark, ascend_cards, ascend_p
     if len(ascend_cards) < 2:
         pytest.skip(f"one card selected (--ascend-devices {ascend_plan.settings.devices.text}):"
                     f" no links between cards; select more with --ascend-devices all")
+    if shared_device(ascend_cards):
+        pytest.skip(shared_device(ascend_cards))
     matrix = benchmark.pedantic(sweep_links, args=(ascend_cards,),
                                 kwargs={"progress": ascend_progress}, rounds=1, iterations=1)
     slow = stragglers(matrix.by_label(), ascend_plan.settings.card_tolerance)

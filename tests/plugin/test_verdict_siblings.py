@@ -87,3 +87,21 @@ def test_figures_below_one_are_judged_like_any_other():
     figures = {f"card {i}": {"roofline_fraction": 0.5} for i in range(4)}
     figures["card 2"]["roofline_fraction"] = 0.2
     assert [s.member for s in stragglers(figures, tolerance=0.10)] == ["card 2"]
+
+
+def test_stand_ins_sharing_one_device_are_not_judged_as_siblings():
+    from types import SimpleNamespace
+
+    from pytest_ascend.box.siblings import shared_device
+    from pytest_ascend.platforms import open_cards
+    from pytest_ascend.platforms.selection import parse_card_selection
+
+    stand_ins = open_cards("cpu", parse_card_selection("3"))
+    assert shared_device(stand_ins) == (
+        "the 3 selected cards are stand-ins sharing one cpu device: their figures differ only "
+        "by the load on it, so no card or link is judged against its siblings; select real "
+        "cards on an accelerator")
+    assert shared_device(stand_ins[:1]) is None
+    accelerator = SimpleNamespace(host_stand_ins=False)
+    cards = [SimpleNamespace(platform=accelerator, kind="npu") for _ in range(2)]
+    assert shared_device(cards) is None
