@@ -102,6 +102,11 @@ def test_stand_ins_sharing_one_device_are_not_judged_as_siblings():
         "by the load on it, so no card or link is judged against its siblings; select real "
         "cards on an accelerator")
     assert shared_device(stand_ins[:1]) is None
+    assert shared_device(stand_ins[:2]).startswith("the 2 selected cards are stand-ins")
     accelerator = SimpleNamespace(host_stand_ins=False)
     cards = [SimpleNamespace(platform=accelerator, kind="npu") for _ in range(2)]
     assert shared_device(cards) is None
+    mixed = [*stand_ins[:1], SimpleNamespace(platform=accelerator, kind="npu")]
+    assert shared_device(mixed[::-1]) is None  # the first card's platform decides
+    assert "one cpu device" in shared_device([stand_ins[0], SimpleNamespace(
+        platform=stand_ins[0].platform, kind="other")])
