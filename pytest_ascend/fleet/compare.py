@@ -76,7 +76,7 @@ def read_results(paths: Iterable[Path]) -> tuple[list[Run], list[Skipped]]:
 def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_versions: bool = False,
                   threshold: float = THRESHOLD, min_gap: float = MIN_GAP,
                   skipped: Sequence[Skipped] = ()) -> FleetReport:
-    from pytest_ascend.history.gate import _metric_samples, higher_is_better
+    from pytest_ascend.history.gate import metric_samples, higher_is_better
 
     keys = [*CONTEXT_KEYS, *(() if across_versions else (VERSION_KEY,))]
     grouped: dict = {}
@@ -95,7 +95,7 @@ def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_version
                 for bench in run.benchmarks:
                     name = bench.get("fullname") or bench.get("name")
                     for metric in metrics:
-                        samples = _metric_samples(bench, metric)
+                        samples = metric_samples(bench, metric)
                         if samples:
                             value = median(samples)
                             group.values.setdefault((name, metric), {})[box] = value

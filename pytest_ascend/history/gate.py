@@ -285,7 +285,7 @@ def _group_stats(runs: list[Run], name: str, metric: str) -> Optional[GroupStats
                      None)
         if bench is None:
             continue
-        values = _metric_samples(bench, metric)
+        values = metric_samples(bench, metric)
         if values:
             present += 1
             samples += values
@@ -302,7 +302,7 @@ def _interval(bench: dict, metric: str) -> Optional[tuple[float, float]]:
     return None
 
 
-def _metric_samples(bench: dict, metric: str) -> list[float]:
+def metric_samples(bench: dict, metric: str) -> list[float]:
     """A benchmark's values of `metric`: its rounds where the run kept them, else its one
     value.
 

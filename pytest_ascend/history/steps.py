@@ -211,7 +211,7 @@ def find_steps(runs: Sequence[Run], metrics: Sequence[str], *, beta: float = STE
                ) -> StepReport:
     """Steps in every metric of every benchmark of every context (CONTEXT_KEYS), each series
     in date order."""
-    from pytest_ascend.history.gate import _metric_samples, higher_is_better
+    from pytest_ascend.history.gate import metric_samples, higher_is_better
 
     report = StepReport()
     by_context: dict = {}
@@ -223,7 +223,7 @@ def find_steps(runs: Sequence[Run], metrics: Sequence[str], *, beta: float = STE
         names = sorted({b.get("fullname") or b.get("name") for r in members for b in r.benchmarks})
         for name in names:
             for metric in metrics:
-                kept, values = series_values(members, name, metric, _metric_samples)
+                kept, values = series_values(members, name, metric, metric_samples)
                 if not values:
                     continue
                 report.series += 1

@@ -309,13 +309,13 @@ def test_find_steps_fits_each_context_and_benchmark_and_counts_what_it_cannot():
 
 
 def test_series_values_keep_positive_finite_values_of_runs_that_have_the_benchmark():
-    from pytest_ascend.history.gate import _metric_samples
+    from pytest_ascend.history.gate import metric_samples
     from pytest_ascend.history.steps import series_values
 
     runs = plain([10.0, 0.0, -1.0, 12.0, float("nan")], name_only=True)
     runs.append(night(9, {"tpot_ms": 5.0}))
     runs[-1].benchmarks[0]["fullname"] = "another"
-    kept, values = series_values(runs, "test_decode", "tpot_ms", _metric_samples)
+    kept, values = series_values(runs, "test_decode", "tpot_ms", metric_samples)
     assert [r.source for r in kept] == ["run-000.json", "run-003.json"]
     assert values == [10.0, 12.0]
 
