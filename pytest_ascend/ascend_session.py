@@ -15,6 +15,7 @@ done by modules that know nothing of pytest. Heavy modules are imported on first
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,7 @@ class AscendSession:
         self._suite_done: set[str] = set()
         self._suite_started = 0.0
         self._eta_said = 0.0
+        self._profile_session: Optional[str] = None  # the traces' folder name, on first use
 
     # The plan ---------------------------------------------------------------------------
 
@@ -170,6 +172,60 @@ class AscendSession:
                             sampler=self.cards_watch.sampler if self.cards_watch else None)
         except SoakError as exc:
             raise SessionUnusable(str(exc)) from None
+
+    def watch_timed_region(self, item: pytest.Item, fixture: Any) -> None:
+        """Under --ascend-profile, as a selected test's benchmark fixture is made: it will
+        remember what it times (profiling.capture), for `profile_timed_region`."""
+        from pytest_ascend.profiling.capture import record_timed_region, selected
+
+        expression = self.settings.profile
+        names = [*item.nodeid.replace("::", "/").split("/"),
+                 *(mark.name for mark in item.iter_markers())]
+        if expression is not None and selected(expression, names):
+            record_timed_region(fixture)
+
+    def profile_timed_region(self, item: pytest.Item) -> None:
+        """After a selected test passed: its timed region once more under the platform's
+        profiler, the trace under the benchmark storage, each operator's self time in the
+        benchmark's extra_info (the rounds it stores were timed unprofiled)."""
+        from pytest_ascend.profiling.capture import profile_call, trace_folder
+
+        fixture = getattr(item, "funcargs", {}).get("benchmark")
+        region = getattr(fixture, "timed_region", None)
+        if region is None:
+            return
+        try:
+            base = self._profile_base()
+        except SessionUnusable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        folder = trace_folder(base, self._profile_stamp, item.nodeid)
+        device = self.plan(announce=True).device
+        profile = profile_call(device.platform, device, region, folder, base)
+        fixture.extra_info["profile"] = profile.to_json()
+        top = ", ".join(f"{name} {op.self_us:.0f} us" for name, op in sorted(
+            profile.operators.items(), key=lambda entry: -entry[1].self_us)[:3])
+        self.progress(f"profiled {item.nodeid}: {len(profile.operators)} operators ({top}); "
+                      f"trace {base / profile.trace if profile.trace else '-'}")
+
+    @property
+    def _profile_stamp(self) -> str:
+        if self._profile_session is None:
+            self._profile_session = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + \
+                f"-{os.getpid()}"
+        return self._profile_session
+
+    def _profile_base(self) -> Path:
+        """The benchmark storage's folder (file storage), else --ascend-report-dir."""
+        storage = str(self.config.getoption("benchmark_storage", None) or "")
+        if storage.startswith("file://"):
+            return Path(storage[len("file://"):])
+        if storage and "://" not in storage:
+            return Path(storage)
+        if self.settings.report_dir is not None:
+            return self.settings.report_dir
+        raise SessionUnusable(f"--ascend-profile stores traces beside the benchmark runs, and "
+                              f"--benchmark-storage {storage} is not a folder: pass "
+                              f"--ascend-report-dir=DIR for the traces")
 
     def eval_questions(self) -> list:
         """The --ascend-eval questions this session asks: all, or the first --ascend-eval-limit."""

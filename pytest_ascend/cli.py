@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a self-contained HTML page (tables and plot)")
     history.add_argument("--format", choices=FORMATS, default="table",
                          help="what to print (default: table)")
+    history.add_argument("--diff-profiles", nargs=2, default=None, metavar=("RUN_A", "RUN_B"),
+                         help="instead: rank the operators whose self time changed most "
+                         "between two runs' profiles (--ascend-profile); a run is a file or "
+                         "the start of a stored run's name (0007)")
     fleet = commands.add_parser(
         "fleet", help="compare many boxes' runs and name the odd one out",
         description="Read the benchmark runs of many boxes (storage directories or "
@@ -362,6 +366,8 @@ def run_history(args: argparse.Namespace) -> int:
     storage = args.storage
     if storage is None and not args.json:
         storage = ".benchmarks"
+    if args.diff_profiles:
+        return run_profile_diff(args.diff_profiles, storage, args.format)
     try:
         runs, skipped = load_runs(storage, args.json)
         for item in skipped:
@@ -385,6 +391,26 @@ def run_history(args: argparse.Namespace) -> int:
     regressed = (args.gate != "steps" and history.regressions) or \
         (args.gate != "groups" and history.step_regressions)
     return EXIT_REGRESSION if args.fail_on_regression and regressed else EXIT_OK
+
+
+def run_profile_diff(runs: Sequence[str], storage: Optional[str], fmt: str) -> int:
+    from pytest_ascend.profiling.diff import (
+        ProfileDiffError,
+        diff_json,
+        diff_runs,
+        find_run,
+        render_diff,
+    )
+
+    folder = None if storage is None else Path(storage.removeprefix("file://"))
+    try:
+        before, after = (find_run(spec, folder) for spec in runs)
+        diffs = diff_runs(before, after)
+    except ProfileDiffError as exc:
+        print(f"pytest-ascend history --diff-profiles: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(diff_json(diffs, before, after) if fmt == "json" else render_diff(diffs, before, after))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -129,9 +129,23 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest-timeout's, which arms first
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    region = of(item.config).watched_region(item) if _in_suite(item) else nullcontext()
+    suite = _in_suite(item)
+    region = of(item.config).watched_region(item) if suite else nullcontext()
     with _watched(item, "call"), region:
-        return (yield)
+        outcome = yield
+        if suite:
+            of(item.config).profile_timed_region(item)
+        return outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """pytest-benchmark's fixture, as a suite test gets it: --ascend-profile's tests' record
+    what they time."""
+    value = yield
+    if fixturedef.argname == "benchmark" and _in_suite(request.node):
+        of(request.config).watch_timed_region(request.node, value)
+    return value
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

@@ -27,6 +27,7 @@ from pytest_ascend.model.tiny import is_builtin_spec
 from pytest_ascend.numerics.options import NUMERICS_OPTIONS
 from pytest_ascend.options import OptionGroup, OptionSpec, SettingsError
 from pytest_ascend.platforms.options import DEVICE_OPTIONS
+from pytest_ascend.profiling.options import PROFILE_OPTIONS
 from pytest_ascend.reports.options import REPORT_OPTIONS
 from pytest_ascend.serving.options import SGLANG_OPTIONS
 from pytest_ascend.soak.options import SOAK_OPTIONS
@@ -59,7 +60,7 @@ SESSION_OPTIONS = OptionGroup("the session", (
 GROUPS: tuple[OptionGroup, ...] = (
     DEVICE_OPTIONS, MODEL_OPTIONS, SESSION_OPTIONS, MEASURE_OPTIONS, BOX_OPTIONS,
     NUMERICS_OPTIONS, ACCURACY_OPTIONS, REPORT_OPTIONS, SGLANG_OPTIONS, TELEMETRY_OPTIONS,
-    SOAK_OPTIONS,
+    SOAK_OPTIONS, PROFILE_OPTIONS,
 )
 OPTIONS: tuple[OptionSpec, ...] = tuple(spec for group in GROUPS for spec in group.options)
 

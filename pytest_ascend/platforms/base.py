@@ -24,6 +24,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_ascend.platforms.device import DeviceUnderTest
     from pytest_ascend.telemetry.reading import TelemetryReader
 
@@ -100,6 +102,8 @@ class Platform(ABC):
     # What a process needs in its environment, before the runtime starts, for results that
     # repeat bit for bit (with torch.use_deterministic_algorithms): the soak's workers get it.
     deterministic_env: ClassVar[Mapping[str, str]] = NO_ENV
+    # torch.profiler.ProfilerActivity member of the device; None: the host's own time counts
+    profiler_device_activity: ClassVar[Optional[str]] = None
     recorded_env_vars: ClassVar[tuple[str, ...]] = ()  # names; a trailing * matches a prefix
     fact_keys: ClassVar[tuple[str, ...]] = ()  # the environment-block keys `facts` fills
     # Facts a run on this platform must know, with where each comes from (the compat suite
@@ -135,6 +139,14 @@ class Platform(ABC):
     def datasheet(self, device_name: str) -> Optional[DatasheetPeak]:
         """Published peak figures for a device of this kind, if any are known."""
         return None
+
+    def profiler(self, trace_dir: "Path") -> Any:
+        """A profiler around one call of a timed region (--ascend-profile), writing its trace
+        into `trace_dir`; `profile()` after it gives each operator's self time. torch.profiler,
+        on the device named by `profiler_device_activity`, else on the host."""
+        from pytest_ascend.profiling.sessions import TorchProfilerSession
+
+        return TorchProfilerSession(trace_dir, self.profiler_device_activity)
 
     def telemetry(self, device: "DeviceUnderTest") -> "TelemetryReader":
         """The reader of the card's power, temperature, clocks, memory, ECC and health

@@ -41,6 +41,7 @@ class CudaPlatform(Platform):
     auto_priority = 20
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     distributed_backend = "nccl"
+    profiler_device_activity = "CUDA"
     sglang_flags = ("--device", "cuda")
     # cuBLAS repeats a result bit for bit under torch.use_deterministic_algorithms only with a
     # fixed workspace (PyTorch's "Reproducibility" notes; CUDA >= 10.2).

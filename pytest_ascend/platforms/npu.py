@@ -149,6 +149,12 @@ class NpuPlatform(Platform):
         return bus_id_of(logic_id, run_tool(["npu-smi", "info", "-m"]),
                          run_tool(["npu-smi", "info"]))
 
+    def profiler(self, trace_dir: Path) -> Any:
+        """torch_npu's own profiler: torch.profiler sees no NPU operator."""
+        from pytest_ascend.profiling.sessions import NpuProfilerSession
+
+        return NpuProfilerSession(trace_dir)
+
     def telemetry(self, device: Any) -> Any:
         """npu-smi's figures for the card's chip, found as `bus_id` finds it."""
         from pytest_ascend.platforms.npu_telemetry import npu_telemetry
