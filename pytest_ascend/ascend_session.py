@@ -16,6 +16,7 @@ done by modules that know nothing of pytest. Heavy modules are imported on first
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import sys
 import threading
@@ -454,7 +455,7 @@ class AscendSession:
             return
         self._start_logged = True
         self.log("session_start", args=list(self.config.invocation_params.args),
-                 ascend=self.ascend_block())
+                 host=platform.node(), ascend=self.ascend_block())
 
     def end_status(self) -> Optional[str]:
         """Why the session ended early, for the results log's last line."""

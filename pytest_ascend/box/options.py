@@ -17,6 +17,14 @@ BOX_OPTIONS = OptionGroup("the whole box", (
         parse=numbers.fraction,
     ),
     OptionSpec(
+        "box_name",
+        "--ascend-box-name",
+        "the name this box goes by in `pytest-ascend fleet` (recorded as the run's "
+        "ascend.box; default: the host name pytest-benchmark records), for boxes whose "
+        "host name is not theirs: a pod's, or several stand-in boxes on one host",
+        metavar="NAME",
+    ),
+    OptionSpec(
         "report_dir",
         "--ascend-report-dir",
         "directory for the box run's figures: the card table and link matrix as JSON, the "

@@ -11,9 +11,12 @@ from typing import Iterable, Optional, Sequence
 
 from pytest_ascend.fleet.outliers import (MIN_BOXES, MIN_GAP, THRESHOLD, Flag, fleet_outliers,
                                           history_outlier)
-from pytest_ascend.history.runs import CONTEXT_KEYS, HistoryError, Run, Skipped, load_runs
+from pytest_ascend.history.runs import (CONTEXT_KEYS, HistoryError, Run, Skipped,
+                                        is_results_log, load_runs, results_log_runs)
+from pytest_ascend.reports.results_log import read_results_log
 
 HOST_KEY = "node"  # pytest-benchmark's machine_info: platform.node()
+BOX_KEY = "ascend.box"  # --ascend-box-name, where the host name is not the box's
 VERSION_KEY = "ascend.cann"
 
 
@@ -61,16 +64,30 @@ class FleetReport:
 
 
 def read_results(paths: Iterable[Path]) -> tuple[list[Run], list[Skipped]]:
-    """Every run under `paths`: a directory is benchmark storage, a file a --benchmark-json."""
+    """Every run under `paths`: a directory is benchmark storage, a file a --benchmark-json
+    or a results log (--ascend-results-log: each of its sessions is a run)."""
     runs: list[Run] = []
     skipped: list[Skipped] = []
     for path in paths:
         if not path.exists():
             raise HistoryError(f"{path}: no such file or directory")
-        found = load_runs(str(path), ()) if path.is_dir() else load_runs(None, [path])
-        runs += found[0]
-        skipped += found[1]
+        if path.is_file() and _is_results_log(path):
+            found = results_log_runs(path, read_results_log(path))
+            runs += [run for run in found if isinstance(run, Run)]
+            skipped += [run for run in found if isinstance(run, Skipped)]
+            continue
+        stored = load_runs(str(path), ()) if path.is_dir() else load_runs(None, [path])
+        runs += stored[0]
+        skipped += stored[1]
     return runs, skipped
+
+
+def _is_results_log(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return is_results_log(handle.readline())
+    except OSError:
+        return False
 
 
 def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_versions: bool = False,
@@ -82,7 +99,7 @@ def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_version
     grouped: dict = {}
     for run in sorted(runs, key=lambda r: (r.datetime, r.source)):
         group = tuple(str(run.lookup(key)) for key in keys)
-        box = str(run.machine_info.get(HOST_KEY) or "unknown host")
+        box = box_name(run)
         grouped.setdefault(group, {}).setdefault(box, []).append(run)
     report = FleetReport([], list(skipped), tuple(metrics))
     for key, by_box in grouped.items():
@@ -114,6 +131,11 @@ def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_version
         group.flags.sort(key=lambda flag: -flag.score)
         report.groups.append(group)
     return report
+
+
+def box_name(run: Run) -> str:
+    """The box a run was measured on: --ascend-box-name where given, else its host."""
+    return str(run.lookup(BOX_KEY) or run.machine_info.get(HOST_KEY) or "unknown host")
 
 
 def flagged_boxes(report: FleetReport) -> list[str]:

@@ -10,6 +10,7 @@ rewritten (nothing here writes).
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from dataclasses import dataclass
@@ -86,7 +87,35 @@ def _stored_runs(storage: str) -> Iterator[Union[Run, Skipped]]:
             yield _read_file(Path(path))
     else:
         for key, data in store.load():
-            yield _as_run(str(key), data)
+            yield as_run(str(key), data)
+
+
+def results_log_runs(path: Path, records: Iterable[Any]) -> list[Union[Run, Skipped]]:
+    """The sessions of a results log (--ascend-results-log) as runs: each session's
+    passed tests' metrics, with the provenance its session_start recorded. What a killed
+    run finished is in it, where pytest-benchmark's files were never written. A test's
+    time is not (the log holds its metrics, not pytest-benchmark's rounds)."""
+    sessions: dict[str, dict] = {}
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("session"), str):
+            continue
+        session = sessions.setdefault(record["session"], {"benchmarks": []})
+        if record.get("type") == "session_start":
+            session["machine_info"] = {"node": record.get("host"),
+                                       "ascend": record.get("ascend")}
+            stamp = record.get("time")
+            if finite_number(stamp):
+                session["datetime"] = datetime.datetime.fromtimestamp(
+                    stamp, datetime.timezone.utc).isoformat()
+        elif record.get("type") == "test" and record.get("when") == "call" and \
+                record.get("outcome") == "passed" and isinstance(record.get("metrics"), dict):
+            nodeid = str(record.get("nodeid"))
+            session["benchmarks"].append({"fullname": nodeid, "name": nodeid.split("::")[-1],
+                                          "extra_info": record["metrics"]})
+    return [as_run(f"{path}#{session_id}", data) if "machine_info" in data else
+            Skipped(f"{path}#{session_id}", "no session_start record: the log does not say "
+                    "which box ran it")
+            for session_id, data in sessions.items()]
 
 
 def _read_file(path: Path) -> Union[Run, Skipped]:
@@ -97,15 +126,15 @@ def _read_file(path: Path) -> Union[Run, Skipped]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if _is_results_log(text):
+        if is_results_log(text):
             return Skipped(str(path), "a pytest-ascend results log (JSON lines); the history "
                            "reads pytest-benchmark output only (--benchmark-json, "
                            "--benchmark-autosave)")
         return Skipped(str(path), f"not JSON ({exc.msg} at line {exc.lineno})")
-    return _as_run(str(path), data)
+    return as_run(str(path), data)
 
 
-def _is_results_log(text: str) -> bool:
+def is_results_log(text: str) -> bool:
     try:
         first = json.loads(text.split("\n", 1)[0])
     except json.JSONDecodeError:
@@ -113,7 +142,8 @@ def _is_results_log(text: str) -> bool:
     return isinstance(first, dict) and first.get("type") == "session_start"
 
 
-def _as_run(source: str, data: Any) -> Union[Run, Skipped]:
+def as_run(source: str, data: Any) -> Union[Run, Skipped]:
+    """`data` (pytest-benchmark's JSON) as a Run, or Skipped saying what makes it unusable."""
     problem = _shape_problem(data)
     if problem is not None:
         return Skipped(source, problem)

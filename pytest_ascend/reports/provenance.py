@@ -82,4 +82,6 @@ def ascend_block(
         sglang_server=sglang_server,
         placement=plan.placement.to_json() if plan.placement is not None else None,
     )
+    if plan.settings.box_name:
+        block["box"] = plan.settings.box_name
     return block

@@ -168,3 +168,58 @@ def test_the_own_history_rule_at_its_edges():
     assert history_outlier("a", [50.0, 51.0, 49.0, 50.0], 40.0, benchmark="b",
                            metric="tok/s", higher_is_better=True,
                            threshold=0.6745 * 10.0 / 0.5) is None
+
+
+def results_log(path, host, tpot, *, box=None, session="s1"):
+    """A results log as --ascend-results-log writes it: session_start with the provenance,
+    one record per test phase; a cut last line as a kill leaves it."""
+    ascend = box_run(host).machine_info["ascend"]
+    if box is not None:
+        ascend = {**ascend, "box": box}
+    records = [{"type": "session_start", "time": 1796000000.0, "session": session,
+                "host": host, "ascend": ascend},
+               {"type": "test", "time": 1796000100.0, "session": session,
+                "nodeid": "tests/perf/t.py::test_decode", "when": "call", "outcome": "passed",
+                "metrics": {"tpot_ms": tpot, "rounds": {"tpot_ms": [tpot, tpot * 1.01]}}},
+               {"type": "test", "time": 1796000200.0, "session": session,
+                "nodeid": "tests/perf/t.py::test_other", "when": "call", "outcome": "failed",
+                "metrics": {"tpot_ms": 1000.0}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"type": "te')
+    return path
+
+
+def test_results_logs_are_runs_of_their_boxes_even_of_a_killed_session(tmp_path, capsys):
+    from pytest_ascend.cli import main
+
+    paths = [str(results_log(tmp_path / f"box{i}.jsonl", f"atlas-{i}", 20.0 + 0.1 * i))
+             for i in range(4)]
+    paths.append(str(results_log(tmp_path / "slow.jsonl", "atlas-9", 30.0)))
+    assert main(["fleet", *paths, "--metric", "tpot_ms", "--json",
+                 str(tmp_path / "fleet.json")]) == 1
+    assert "atlas-9: tpot_ms of tests/perf/t.py::test_decode" in capsys.readouterr().out
+    flagged = json.loads((tmp_path / "fleet.json").read_text())
+    assert json.dumps(flagged).count("atlas-9") >= 1
+    assert "test_other" not in json.dumps(flagged)  # a failed test's figure is no figure
+
+
+def test_a_box_name_given_by_the_run_overrides_the_shared_host(tmp_path, capsys):
+    from pytest_ascend.cli import main
+
+    paths = [str(results_log(tmp_path / f"task{i}.jsonl", "ci-host", tpot, box=f"box-{i}"))
+             for i, tpot in enumerate([20.0, 20.2, 19.9, 31.0])]
+    assert main(["fleet", *paths, "--metric", "tpot_ms"]) == 1
+    out = capsys.readouterr().out
+    assert "box-3: tpot_ms" in out and "ci-host" not in out
+
+
+def test_a_log_without_its_session_start_is_skipped_by_name(tmp_path):
+    from pytest_ascend.fleet.compare import read_results
+
+    path = results_log(tmp_path / "box.jsonl", "atlas-1", 20.0)
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0].replace('"session": "s1"', '"session": "s0"') + "\n" +
+                    "\n".join(lines[1:]))
+    runs, skipped = read_results([path])
+    assert [run.machine_info["node"] for run in runs] == ["atlas-1"]
+    assert [item.reason for item in skipped] == [
+        "no session_start record: the log does not say which box ran it"]
