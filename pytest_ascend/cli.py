@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a change must also exceed K x the relative IQR (default 3)")
     history.add_argument("--plot", type=Path, default=None, metavar="PNG",
                          help="write a plot: one panel per metric, by group")
-    history.add_argument("--html", type=Path, default=None, metavar="HTML",
-                         help="write a self-contained HTML page (tables and plot)")
+    history.add_argument("--html", type=Path, default=None, metavar="DIR",
+                         help="write the history's site into DIR: index.html (what moved) "
+                         "and a page per box, opened from the file, no server")
     history.add_argument("--format", choices=FORMATS, default="table",
                          help="what to print (default: table)")
     history.add_argument("--diff-profiles", nargs=2, default=None, metavar=("RUN_A", "RUN_B"),
@@ -302,6 +303,7 @@ def run_fleet(args: argparse.Namespace) -> int:
 def run_nightly(args: argparse.Namespace) -> int:
     from pytest_ascend.history import nightly
     from pytest_ascend.history import render as report
+    from pytest_ascend.history.dashboard import write_dashboard
 
     def say(message: str) -> None:
         print(f"pytest-ascend nightly: {message}", file=sys.stderr, flush=True)
@@ -333,7 +335,8 @@ def run_nightly(args: argparse.Namespace) -> int:
                             ("history.json", lambda h, p: p.write_text(
                                 report.render_json(h, set_aside))),
                             ("history.html", report.write_html),
-                            ("history.png", report.write_plot)):
+                            ("history.png", report.write_plot),
+                            ("dashboard", lambda h, p: write_dashboard(h, p, set_aside))):
             try:
                 write(history, folder / name)
             except (OSError, ValueError) as exc:
@@ -385,8 +388,11 @@ def run_history(args: argparse.Namespace) -> int:
     render = {"table": report.render_table, "json": report.render_json,
               "markdown": report.render_markdown}[args.format]
     print(render(history, set_aside))
-    if not _write_outputs("history", history, ((args.plot, report.write_plot),
-                                               (args.html, report.write_html))):
+    from pytest_ascend.history.dashboard import write_dashboard
+
+    if not _write_outputs("history", history, (
+            (args.plot, report.write_plot),
+            (args.html, lambda h, p: write_dashboard(h, p, set_aside)))):
         return EXIT_USAGE
     regressed = (args.gate != "steps" and history.regressions) or \
         (args.gate != "groups" and history.step_regressions)

@@ -297,11 +297,12 @@ def test_plot_and_html_show_the_groups(real_runs, tmp_path, capsys):
     two_runs(real_runs[0], storage, "8.0.RC2")
     two_runs(real_runs[0], storage, "8.1.RC1", tpot_ms=beyond_noise(real_runs[0], "tpot_ms"))
     code, _, _ = history(capsys, "--storage", storage, "--plot", tmp_path / "h.png",
-                         "--html", tmp_path / "h.html")
+                         "--html", tmp_path / "site")
     assert code == 0  # no --fail-on-regression: report only
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (tmp_path / "h.html").read_text()
-    assert "data:image/png;base64," in page and "8.1.RC1" in page and "REGRESSION" in page
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert "8.1.RC1" in page and "regression" in page
+    assert list((tmp_path / "site").glob("box-*.html"))
 
 
 def test_python_m_entry_point(real_runs, tmp_path):

@@ -81,7 +81,7 @@ def test_nights_are_gated_and_sigterm_mid_benchmark_keeps_every_report(tmp_path)
     nights = sorted((tmp_path / "out").iterdir())
     assert len(nights) == 2
     for name in ("report.json", "results.jsonl", "history.md", "history.json", "history.html",
-                 "history.png"):
+                 "history.png", "dashboard/index.html"):
         assert (nights[1] / name).stat().st_size, name
     third = nightly(tmp_path, NIGHT_SLEEP="0.2", NIGHT_ROUNDS="200")
     deadline = time.monotonic() + 120
@@ -103,3 +103,4 @@ def test_nights_are_gated_and_sigterm_mid_benchmark_keeps_every_report(tmp_path)
     records = read_results_log(night / "results.jsonl")
     assert records[-1]["type"] == "session_end" and "SIGTERM" in records[-1]["status"]
     assert json.loads((night / "history.json").read_text())["contexts"]
+    assert (night / "dashboard" / "index.html").stat().st_size
