@@ -304,6 +304,7 @@ def run_nightly(args: argparse.Namespace) -> int:
     from pytest_ascend.history import nightly
     from pytest_ascend.history import render as report
     from pytest_ascend.history.dashboard import write_dashboard
+    from pytest_ascend.history.nightly_outcome import MEANINGS, night_exit_code
 
     def say(message: str) -> None:
         print(f"pytest-ascend nightly: {message}", file=sys.stderr, flush=True)
@@ -341,10 +342,10 @@ def run_nightly(args: argparse.Namespace) -> int:
                 write(history, folder / name)
             except (OSError, ValueError) as exc:
                 say(f"{name} not written: {exc}")
-    outcome = nightly.NightlyOutcome(suite_exit, stopped, regressions, comparable)
-    say(f"exit {outcome.exit_code}: {nightly.MEANINGS[outcome.exit_code]} (the suite exited "
+    code = night_exit_code(suite_exit, stopped, regressions, comparable)
+    say(f"exit {code}: {MEANINGS[code]} (the suite exited "
         f"{suite_exit}; {regressions} regression(s) by --gate {args.gate})")
-    return outcome.exit_code
+    return code
 
 
 def run_plan(args: argparse.Namespace) -> int:

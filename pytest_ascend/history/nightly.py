@@ -18,39 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE = 0, 1, 2
-# 3 is every pytest-ascend command's internal error (cli.EXIT_INTERNAL)
-EXIT_SUITE_FAILED, EXIT_STOPPED, EXIT_SUITE_DID_NOT_RUN = 4, 5, 6
 STOP_GRACE_S = 300.0  # the suite writes its reports; a hung one is then killed
-# pytest's own exit codes (ExitCode): 1 tests failed, 2 interrupted; 3, 4, 5 and the plugin's
-# 6 (a report not written) and 7 (the watchdog ended a hang) mean the run itself failed.
-PYTEST_TESTS_FAILED, PYTEST_INTERRUPTED = 1, 2
-
-
-@dataclass(frozen=True)
-class NightlyOutcome:
-    suite_exit: int
-    stopped: bool  # SIGTERM or Ctrl-C reached the nightly
-    regressions: int  # of the gate chosen
-    comparable: bool  # the new run has earlier runs of its context to be judged against
-
-    @property
-    def exit_code(self) -> int:
-        """One code for a scheduler, the worst first: stopped (5), the suite could not run
-        (6), a regression (1), a test failed (4), nothing to compare with (2), fine (0)."""
-        if self.stopped or self.suite_exit == PYTEST_INTERRUPTED:
-            return EXIT_STOPPED
-        if self.suite_exit not in (0, PYTEST_TESTS_FAILED):
-            return EXIT_SUITE_DID_NOT_RUN
-        if self.regressions:
-            return EXIT_REGRESSION
-        if self.suite_exit == PYTEST_TESTS_FAILED:
-            return EXIT_SUITE_FAILED
-        return EXIT_OK if self.comparable else EXIT_CANNOT_COMPARE
 
 
 def night_folder(out: Path, now: Optional[datetime.datetime] = None) -> Path:
@@ -113,16 +84,6 @@ def run_suite(argv: Sequence[str], say: Callable[[str], None]) -> tuple[int, boo
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code, bool(stopped)
-
-
-MEANINGS = {
-    EXIT_OK: "the suite passed and nothing regressed",
-    EXIT_REGRESSION: "a regression",
-    EXIT_CANNOT_COMPARE: "nothing earlier to compare this run with",
-    EXIT_SUITE_FAILED: "a test failed (nothing regressed)",
-    EXIT_STOPPED: "the run was stopped (SIGTERM or Ctrl-C); its reports are written",
-    EXIT_SUITE_DID_NOT_RUN: "the suite could not run as asked",
-}
 
 
 def newest_is_comparable(history: object) -> bool:

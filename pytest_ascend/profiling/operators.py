@@ -73,8 +73,7 @@ def from_key_averages(averages: Iterable[Any], *, device: bool) -> dict[str, Ope
     are left out: their time is already their launching operator's self device time."""
     table = {}
     for event in averages:
-        if getattr(event, "device_type", None) is not None and \
-                str(event.device_type).rsplit(".", 1)[-1] != "CPU":
+        if getattr(getattr(event, "device_type", None), "name", "CPU") != "CPU":
             continue
         if device:
             self_us = getattr(event, "self_device_time_total", None)

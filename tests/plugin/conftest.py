@@ -42,8 +42,21 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("ascend-cache")
 
 
-# Read before any test clears the environment: the SGLang interpreter CI provides, if any.
+# Read before any test clears the environment: the SGLang interpreter CI provides, if any,
+# and the services CI provides (PYTEST_ASCEND_REQUIRE_BROWSER=1, PYTEST_ASCEND_REQUIRE_SLURM=1).
 SGLANG_PYTHON = os.environ.get("PYTEST_ASCEND_SGLANG_PYTHON")
+REQUIRED = frozenset(name for name, value in os.environ.items()
+                     if name.startswith("PYTEST_ASCEND_REQUIRE_") and value == "1")
+
+
+def skip_unless_required(problem, variable):
+    """Skip for `problem` (what is missing), or fail where `variable`=1 says the run provides
+    it: there a skip would hide a broken install."""
+    if problem is None:
+        return
+    if variable in REQUIRED:
+        pytest.fail(f"{variable}=1 but {problem}")
+    pytest.skip(problem)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,13 +19,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_required
 from test_dashboard import synthetic_history
 
 from pytest_ascend.history.dashboard import write_dashboard
 
 # Read at import: tests/plugin/conftest.py clears PYTEST_ASCEND_* before each test.
 SCREENSHOTS = os.environ.get("PYTEST_ASCEND_SCREENSHOTS")
-REQUIRE_BROWSER = os.environ.get("PYTEST_ASCEND_REQUIRE_BROWSER") == "1"
 WIDTH = 1280
 # Images that did not load, or loaded and did not decode (a file that is not a PNG): both
 # leave naturalWidth 0. The page's load event, which driver.get waits for, follows every image.
@@ -46,11 +46,7 @@ def missing_browser():
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = missing_browser()
-    if missing is not None:
-        if REQUIRE_BROWSER:
-            pytest.fail(f"PYTEST_ASCEND_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
+    skip_unless_required(missing_browser(), "PYTEST_ASCEND_REQUIRE_BROWSER")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_unless_required
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "slurm" / "fleet.sbatch"
 PLANT = Path(__file__).parent / "data" / "fleet"
 SLOW_TASK = "2"
-# Read at import: tests/plugin/conftest.py clears PYTEST_ASCEND_* around every test.
-SLURM_REQUIRED = os.environ.get("PYTEST_ASCEND_REQUIRE_SLURM") == "1"
 
 
 def slurm_problem():
@@ -39,11 +39,7 @@ def slurm_problem():
 
 @pytest.fixture(scope="module")
 def slurm():
-    problem = slurm_problem()
-    if problem is not None:
-        if SLURM_REQUIRED:
-            pytest.fail(f"PYTEST_ASCEND_REQUIRE_SLURM=1 but {problem}")
-        pytest.skip(problem)
+    skip_unless_required(slurm_problem(), "PYTEST_ASCEND_REQUIRE_SLURM")
 
 
 @pytest.fixture(scope="module")

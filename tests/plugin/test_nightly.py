@@ -1,8 +1,7 @@
-"""`pytest-ascend nightly`: one exit code a scheduler understands, a folder per night that a
-second run the same day never overwrites, and SIGTERM mid-benchmark leaving every report
-written and the history still gated."""
+"""`pytest-ascend nightly` for real: nights stored and gated, and SIGTERM mid-benchmark leaving
+every report written and the history still gated. Its exit codes and night folders alone:
+test_verdict_nightly.py."""
 
-import datetime
 import json
 import os
 import signal
@@ -10,12 +9,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import ctrl_c_as_in_a_terminal
-from pytest_ascend.history.nightly import (EXIT_CANNOT_COMPARE, EXIT_OK, EXIT_REGRESSION,
-                                           EXIT_STOPPED, EXIT_SUITE_DID_NOT_RUN,
-                                           EXIT_SUITE_FAILED, NightlyOutcome, night_folder)
+from pytest_ascend.history.nightly_outcome import EXIT_CANNOT_COMPARE, EXIT_OK, EXIT_STOPPED
 from pytest_ascend.reports.results_log import read_results_log
 
 SUITE = """
@@ -33,32 +28,6 @@ def test_a_benchmark(benchmark, npu_device):
 
     benchmark.pedantic(sleep, rounds=int(os.environ.get("NIGHT_ROUNDS", "5")), iterations=1)
 """
-
-
-@pytest.mark.parametrize("suite_exit, stopped, regressions, comparable, expected", [
-    (0, False, 0, True, EXIT_OK),
-    (0, False, 0, False, EXIT_CANNOT_COMPARE),
-    (0, False, 2, True, EXIT_REGRESSION),
-    (1, False, 0, True, EXIT_SUITE_FAILED),
-    (1, False, 1, True, EXIT_REGRESSION),  # a slower stack outranks a failed test
-    (1, False, 0, False, EXIT_SUITE_FAILED),
-    (2, False, 0, True, EXIT_STOPPED),
-    (0, True, 3, True, EXIT_STOPPED),
-    (4, False, 0, True, EXIT_SUITE_DID_NOT_RUN),
-    (7, False, 1, True, EXIT_SUITE_DID_NOT_RUN),  # the watchdog ended a hang
-    (5, False, 0, False, EXIT_SUITE_DID_NOT_RUN),  # no tests collected
-])
-def test_one_exit_code_the_worst_first(suite_exit, stopped, regressions, comparable, expected):
-    assert NightlyOutcome(suite_exit, stopped, regressions, comparable).exit_code == expected
-    assert len({EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE, 3, EXIT_SUITE_FAILED,
-                EXIT_STOPPED, EXIT_SUITE_DID_NOT_RUN}) == 7  # 3: the tool's own error
-
-
-def test_two_nights_at_the_same_second_get_two_folders(tmp_path):
-    moment = datetime.datetime(2026, 12, 2, 2, 0, tzinfo=datetime.timezone.utc)
-    first, second = night_folder(tmp_path, moment), night_folder(tmp_path, moment)
-    assert first.name == "20261202T020000Z" and second.name == "20261202T020000Z-2"
-    assert first.is_dir() and second.is_dir()
 
 
 def nightly(workdir, **env):
