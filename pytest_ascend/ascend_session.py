@@ -186,7 +186,7 @@ class AscendSession:
             record_timed_region(fixture)
 
     def profile_timed_region(self, item: pytest.Item) -> None:
-        """After a selected test passed: its timed region once more under the platform's
+        """After a selected test passed: its timed region again under the platform's
         profiler, the trace under the benchmark storage, each operator's self time in the
         benchmark's extra_info (the rounds it stores were timed unprofiled)."""
         from pytest_ascend.profiling.capture import profile_call, trace_folder

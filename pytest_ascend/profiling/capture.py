@@ -1,10 +1,11 @@
-"""Profiling a test's timed region once more after its measured rounds.
+"""Profiling a test's timed region again after its measured rounds.
 
 pytest-benchmark's own --benchmark-cprofile is the model: the rounds are timed unprofiled,
 then the timed function runs one more time under the profiler, so no stored figure carries
 the profiler's overhead. The same happens here with the platform's profiler (torch_npu's on
-an NPU, torch.profiler elsewhere), for the tests `--ascend-profile=EXPR` selects. The device
-is synchronized before and after the profiled call, so the call's queued work is inside it.
+an NPU, torch.profiler elsewhere), for the tests `--ascend-profile=EXPR` selects, three
+calls with each operator's median. The device is synchronized before and after each
+profiled call, so the call's queued work is inside it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from pytest_ascend.profiling.operators import Profile
+from pytest_ascend.profiling.operators import Profile, median_profile
 
 
 def parse_selection(expression: str) -> str:
@@ -71,19 +72,27 @@ class TimedRegion:
         return args, kwargs
 
 
+PROFILED_CALLS = 3  # each operator's median over these: one stall of the host is no change
+
+
 def profile_call(platform: Any, device: Any, region: TimedRegion, trace_dir: Path,
-                 base: Path) -> Profile:
-    """One more call of the timed region under the platform's profiler: its setup before
-    and its teardown after the profile, the device synchronized around the call; the
-    profile names its trace relative to `base`."""
-    args, kwargs = region.arguments()
-    device.synchronize()
-    with platform.profiler(trace_dir) as session:
-        region.target(*args, **kwargs)
+                 base: Path, calls: int = PROFILED_CALLS) -> Profile:
+    """The timed region `calls` times more, each call under its own profile (its setup before
+    and its teardown after, the device synchronized around the call), and each operator's
+    median over them: a call that a neighbour's load or a page fault stalled moves an
+    operator's median no more than any one call does. The trace kept is the last call's,
+    named relative to `base`."""
+    profiles = []
+    for _ in range(calls):
+        args, kwargs = region.arguments()
         device.synchronize()
-    if region.teardown is not None:
-        region.teardown(*args, **kwargs)
-    profile = session.profile()
+        with platform.profiler(trace_dir) as session:
+            region.target(*args, **kwargs)
+            device.synchronize()
+        if region.teardown is not None:
+            region.teardown(*args, **kwargs)
+        profiles.append(session.profile())
+    profile = median_profile(profiles)
     trace = (trace_dir / profile.trace).relative_to(base) if profile.trace else None
     return dataclasses.replace(profile, trace=None if trace is None else trace.as_posix())
 

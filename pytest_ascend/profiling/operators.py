@@ -14,7 +14,8 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from statistics import median
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 # Below this relative change (and this many microseconds) an operator is called unchanged:
 # a profiled call is one call, and its operators move by a few percent from run to run.
@@ -65,6 +66,20 @@ class Profile:
     @property
     def total_us(self) -> float:
         return sum(op.self_us for op in self.operators.values())
+
+
+def median_profile(profiles: Sequence[Profile]) -> Profile:
+    """Each operator's median self time and calls over `profiles` (one profiled call each;
+    an operator absent from a call counted as 0 there), with the last one's tool and trace."""
+    names = {name for profile in profiles for name in profile.operators}
+    absent = OperatorTime(0, 0.0)
+    operators = {}
+    for name in names:
+        times = [profile.operators.get(name, absent) for profile in profiles]
+        operators[name] = OperatorTime(int(median(op.calls for op in times)),
+                                       float(median(op.self_us for op in times)))
+    last = profiles[-1]
+    return Profile(last.tool, last.time_of, operators, last.trace)
 
 
 def from_key_averages(averages: Iterable[Any], *, device: bool) -> dict[str, OperatorTime]:

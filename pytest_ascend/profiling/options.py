@@ -11,9 +11,10 @@ PROFILE_OPTIONS = OptionGroup("profiling", (
         "--ascend-profile",
         "profile the timed region of the tests this expression selects (as -k reads it: "
         "words of a test's name or markers, with and/or/not): after its measured rounds, "
-        "one more call under the platform's profiler (torch_npu's on an NPU, torch.profiler "
-        "elsewhere); the trace is stored beside the benchmark run and each operator's self "
-        "time in the benchmark's extra_info, for `pytest-ascend history --diff-profiles`",
+        "three more calls under the platform's profiler (torch_npu's on an NPU, "
+        "torch.profiler elsewhere), each operator's median over them; the trace is stored "
+        "beside the benchmark run and each operator's self time in the benchmark's "
+        "extra_info, for `pytest-ascend history --diff-profiles`",
         metavar="EXPR",
         parse=parse_selection,
     ),

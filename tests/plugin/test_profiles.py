@@ -62,6 +62,7 @@ def test_an_extra_matmul_in_one_layer_ranks_first(tiny, tmp_path):
     ranked = rank_changes(before, after)
     assert ranked[0].name == "aten::mm", [c.describe() for c in ranked[:5]]
     assert after.operators["aten::mm"].calls == before.operators["aten::mm"].calls + 64
+    assert len(list(tmp_path.glob("a/trace.json.gz"))) == 1  # the last of three calls
 
 
 def run_suite(storage, *extra, env=None):

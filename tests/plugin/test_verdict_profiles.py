@@ -15,6 +15,7 @@ from pytest_ascend.profiling.operators import (
     Profile,
     from_kernel_details,
     from_key_averages,
+    median_profile,
     rank_changes,
 )
 
@@ -173,3 +174,14 @@ def test_the_device_time_of_each_host_operator_and_no_kernel_counted_twice():
     assert from_key_averages(old_torch, device=True) == {"aten::mm": OperatorTime(3, 30.0)}
     no_type = [SimpleNamespace(key="aten::mm", count=1, self_cpu_time_total=2.0)]
     assert from_key_averages(no_type, device=False) == {"aten::mm": OperatorTime(1, 2.0)}
+
+
+def test_each_operator_is_its_median_over_the_profiled_calls():
+    calls = [Profile("t", "host", table(mm=100.0, sdpa=10.0), "a"),
+             Profile("t", "host", table(mm=104.0, sdpa=900.0, gc=5.0), "b"),  # a stall
+             Profile("t", "host", {"mm": OperatorTime(3, 98.0), "sdpa": OperatorTime(1, 12.0)},
+                     "c")]
+    profile = median_profile(calls)
+    assert profile.operators == {"mm": OperatorTime(1, 100.0), "sdpa": OperatorTime(1, 12.0),
+                                 "gc": OperatorTime(0, 0.0)}
+    assert (profile.tool, profile.time_of, profile.trace) == ("t", "host", "c")
