@@ -11,12 +11,10 @@ from typing import Iterable, Optional, Sequence
 
 from pytest_ascend.fleet.outliers import (MIN_BOXES, MIN_GAP, THRESHOLD, Flag, fleet_outliers,
                                           history_outlier)
-from pytest_ascend.history.runs import (CONTEXT_KEYS, HistoryError, Run, Skipped,
+from pytest_ascend.history.runs import (CONTEXT_KEYS, HistoryError, Run, Skipped, box_name,
                                         is_results_log, load_runs, results_log_runs)
 from pytest_ascend.reports.results_log import read_results_log
 
-HOST_KEY = "node"  # pytest-benchmark's machine_info: platform.node()
-BOX_KEY = "ascend.box"  # --ascend-box-name, where the host name is not the box's
 VERSION_KEY = "ascend.cann"
 
 
@@ -131,11 +129,6 @@ def compare_fleet(runs: Sequence[Run], metrics: Sequence[str], *, across_version
         group.flags.sort(key=lambda flag: -flag.score)
         report.groups.append(group)
     return report
-
-
-def box_name(run: Run) -> str:
-    """The box a run was measured on: --ascend-box-name where given, else its host."""
-    return str(run.lookup(BOX_KEY) or run.machine_info.get(HOST_KEY) or "unknown host")
 
 
 def flagged_boxes(report: FleetReport) -> list[str]:

@@ -14,8 +14,9 @@ their style inline, charts are PNG files in `charts/` beside them, every link is
 and everything that came from a run is escaped. Each file is written to a temporary name and
 renamed into place, so a reader never sees half a page.
 
-A box is a run's host (pytest-benchmark's `machine_info["node"]`). The steps and the gate
-are those of the whole context (every box's runs of one device, model and dtype), as
+A box is a run's --ascend-box-name, else its host (pytest-benchmark's
+`machine_info["node"]`), as `pytest-ascend fleet` names it. The steps and the gate are those
+of the whole context (every box's runs of one device, model and dtype), as
 `pytest-ascend history` prints them; a box page draws its own runs of each series and marks
 the steps whose first run after is one of them.
 """
@@ -34,10 +35,9 @@ from pytest_ascend.history.gate import UNKNOWN, Comparison, ContextHistory, Hist
     group_name, metric_samples
 from pytest_ascend.history.render import _fmt, _scale, _short, _thin_overlapping_labels, \
     _write_new
-from pytest_ascend.history.runs import Run
+from pytest_ascend.history.runs import Run, box_name
 from pytest_ascend.history.steps import Step, _name, series_values
 
-UNKNOWN_HOST = "unknown host"
 INDEX = "index.html"
 CHARTS = "charts"
 STYLE = (
@@ -52,12 +52,6 @@ STYLE = (
     "code{background:#f4f4f4}"
 )
 CHART_SIZE_IN, CHART_DPI = (8.0, 2.4), 80  # 640 x 192 px, as the style shows it
-
-
-def host(run: Run) -> str:
-    """The box a run ran on; runs that do not say are one box, named so."""
-    node = run.machine_info.get("node")
-    return node if isinstance(node, str) and node.strip() else UNKNOWN_HOST
 
 
 def _slug(text: str) -> str:
@@ -92,7 +86,7 @@ class Chart:
 
     @property
     def png(self) -> str:
-        return f"{CHARTS}/{_slug(host(self.runs[0]))}-{self.anchor}.png"
+        return f"{CHARTS}/{_slug(box_name(self.runs[0]))}-{self.anchor}.png"
 
     @property
     def moved(self) -> bool:
@@ -113,7 +107,7 @@ def box_charts(history: History, box: str) -> list[Chart]:
     charts = []
     for index, ctx in enumerate(history.contexts):
         runs = sorted((run for members in ctx.runs.values() for run in members
-                       if host(run) == box), key=lambda r: (r.datetime, r.source))
+                       if box_name(run) == box), key=lambda r: (r.datetime, r.source))
         for benchmark, metric in ctx.stats:
             kept, values = series_values(runs, benchmark, metric, metric_samples)
             if not kept:
@@ -219,7 +213,7 @@ def write_dashboard(history: History, out_dir: Path, set_aside: Sequence[str] = 
 
 
 def _boxes(history: History) -> list[str]:
-    return sorted({host(run) for ctx in history.contexts for members in ctx.runs.values()
+    return sorted({box_name(run) for ctx in history.contexts for members in ctx.runs.values()
                    for run in members})
 
 
@@ -247,7 +241,7 @@ def _verdict(verdict: str) -> str:
 
 
 def _run_cell(run: Run) -> str:
-    return f"{_e(_name(run))} ({_e(run.datetime or 'no date')}) on {_e(host(run))}"
+    return f"{_e(_name(run))} ({_e(run.datetime or 'no date')}) on {_e(box_name(run))}"
 
 
 # The front page
@@ -294,7 +288,7 @@ def _gate_table(history: History, verdict: str, charted: set) -> str:
         for c in ctx.comparisons:
             if c.verdict != verdict:
                 continue
-            boxes = [host(run) for run in ctx.runs[c.group] + ctx.runs[c.baseline]]
+            boxes = [box_name(run) for run in ctx.runs[c.group] + ctx.runs[c.baseline]]
             rows.append([_e(ctx.label()), _e(c.benchmark), _e(_scale(c.metric)[1]),
                          f"{_e(c.group)} vs {_e(c.baseline)}", f"{c.change:+.1%}",
                          _verdict(c.verdict), _e(c.reason()),
@@ -325,7 +319,7 @@ def _steps_table(history: History, steps: Sequence[Step], charted: set) -> str:
                      f"last before: {_run_cell(step.before)}<br>first after: "
                      f"{_run_cell(step.after)}",
                      f"<ul>{facts}</ul>",
-                     _chart_links([host(step.after)], target, charted)])
+                     _chart_links([box_name(step.after)], target, charted)])
     title = f"<h3>Steps along the nights: {len(rows)}</h3>"
     if not rows:
         return f"{title}<p>None.</p>"

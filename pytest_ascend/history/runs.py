@@ -48,6 +48,19 @@ class Run:
         return value
 
 
+UNKNOWN_BOX = "unknown host"
+
+
+def box_name(run: Run) -> str:
+    """The box a run was measured on: its --ascend-box-name (`ascend.box`) where given,
+    else its host (pytest-benchmark's `node`, platform.node()); runs that say neither are
+    one box, named so."""
+    for name in (run.lookup("ascend.box"), run.machine_info.get("node")):
+        if isinstance(name, str) and name.strip():
+            return name
+    return UNKNOWN_BOX
+
+
 @dataclass(frozen=True)
 class Skipped:
     source: str

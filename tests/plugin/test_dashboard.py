@@ -13,10 +13,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from pytest_ascend.history.dashboard import (UNKNOWN_HOST, box_charts, box_page, chart_figure,
-                                             host, write_dashboard)
+from pytest_ascend.history.dashboard import box_charts, box_page, chart_figure, write_dashboard
 from pytest_ascend.history.gate import build_history
-from pytest_ascend.history.runs import Run
+from pytest_ascend.history.runs import UNKNOWN_BOX, Run, box_name
 
 DECODE = "tests/perf/test_single_request.py::test_decode"
 PREFILL = "tests/perf/test_single_request.py::test_prefill"
@@ -207,9 +206,9 @@ def test_run_data_is_escaped_everywhere(tmp_path):
 def test_a_run_without_a_host_is_on_the_unknown_host(tmp_path):
     run = night(1)
     del run.machine_info["node"]
-    assert host(run) == UNKNOWN_HOST and host(night(2, node="  ")) == UNKNOWN_HOST
+    assert box_name(run) == UNKNOWN_BOX and box_name(night(2, node="  ")) == UNKNOWN_BOX
     pages = write_dashboard(build_history([run], metrics=("tpot_ms",)), tmp_path / "new")
-    assert [p.name for p in pages] == ["index.html", box_page(UNKNOWN_HOST)]
+    assert [p.name for p in pages] == ["index.html", box_page(UNKNOWN_BOX)]
     text = Page(pages[1]).plain
     assert "Box unknown host 1 run(s) with figures, 1 series" in text
     assert "Nothing moved here." in text and "(run-001.json): no telemetry recorded" in text
