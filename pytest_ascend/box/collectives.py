@@ -16,7 +16,9 @@ makes busbw comparable with a link's bandwidth whatever n is. Time is the slowes
 Checks: inputs are small integers, so every sum is exact in float32, float16 and bfloat16,
 and each output is compared for equality with its expected value, after the timed loop.
 Rank 0 writes the JSON after each operation (`complete` turns true at the end), so a run
-that dies keeps what it measured.
+that dies keeps what it measured. An operation the backend lacks (gloo's all_gather and
+reduce_scatter before torch 2.2) is not run: `skipped` names it with the reason, and a job
+asked for every operation (a fleet's) still completes.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from pytest_ascend.box.launch import join_job, leave_job, under_torchrun
+from pytest_ascend.box.launch import end_rank, join_job, under_torchrun
 
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 # gloo gained all_gather_into_tensor and reduce_scatter_tensor in torch 2.2 (pytorch PR
@@ -56,6 +58,20 @@ def operation_unsupported(operation: str, backend: str,
 
 def supported_operations(backend: str) -> tuple[str, ...]:
     return tuple(op for op in OPERATIONS if operation_unsupported(op, backend) is None)
+
+
+def plan_operations(requested: Sequence[str], backend: str,
+                    torch_version: Optional[str] = None) -> tuple[list[str], dict[str, str]]:
+    """The requested operations this backend runs, in order, and those it cannot with the
+    reason: a job asked for everything (a fleet's) runs what it can and says what it left."""
+    run, skipped = [], {}
+    for operation in requested:
+        reason = operation_unsupported(operation, backend, torch_version)
+        if reason:
+            skipped[operation] = reason
+        else:
+            run.append(operation)
+    return run, skipped
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -251,7 +267,7 @@ def _write(path: Path, report: dict) -> None:
     os.replace(partial, path)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     args = _arguments(argv)
     import torch
     import torch.distributed as dist
@@ -266,8 +282,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "dtype": args.dtype, "warmup": args.warmup, "iterations": args.iters,
         "results": [], "complete": False,
     }
+    operations, report["skipped"] = plan_operations(args.ops.split(","), report["backend"])
+    if rank == 0:
+        for operation, reason in report["skipped"].items():
+            print(f"collectives: {operation} skipped: {reason}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    for operation in args.ops.split(","):
+    for operation in operations:
         for nbytes in sizes(args.min_bytes, args.max_bytes, args.factor):
             result = measure(operation, nbytes, card, rank, ranks, dtype, args.warmup,
                              args.iters)
@@ -283,9 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["seconds"] = time.perf_counter() - started
     if rank == 0:
         _write(args.out, report)
-    leave_job()
-    return 0 if all(r["correct"] for r in report["results"]) else 1
+    end_rank(0 if all(r["correct"] for r in report["results"]) else 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

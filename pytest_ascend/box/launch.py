@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NoReturn, Optional, Sequence
 
 HOST_RANKS = 2  # ranks a run on a host platform starts: collectives need two ends
 
@@ -111,13 +111,22 @@ def join_job(device_choice: str) -> RankContext:
                        platform, card)
 
 
-def leave_job() -> None:
-    """Every rank meets at a barrier, then tears its process group down. A rank that tears
-    down while another is still inside a collective can hang in destroy_process_group
-    (pytorch #75097); on torch 2.1's gloo that held a finished job until its timeout. Call it
-    only when this rank succeeded: a failing rank exits without it (a collective teardown it
-    could not complete would hang too), and torchrun stops the others."""
+def end_rank(status: int) -> NoReturn:
+    """End a rank that succeeded: every rank meets at a barrier, then the process exits with
+    `status` at once, its output flushed, without tearing the process group down.
+
+    Teardown is where finished jobs hung. destroy_process_group while another rank is still
+    inside a collective hangs (pytorch #75097), hence the barrier. And gloo's destructor joins
+    its worker threads holding the GIL, while a worker dropping the last reference to a tensor
+    a collective used waits for the GIL: a deadlock (pytorch #56297; the destructor releases
+    the GIL from torch 2.8, PR #154976). py-spy caught it on torch 2.1, two ranks of four in
+    `~ProcessGroupGloo` -> `std::thread::join`, their workers in `gil_scoped_acquire`, about
+    one two-node job in three on a loaded machine. The process's exit frees what teardown
+    would (sockets, HCCL and NCCL communicators with the driver's context). A failing rank
+    exits without the barrier, which it might never pass, and torchrun stops the others."""
     import torch.distributed as dist
 
     dist.barrier()
-    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pytest_ascend.box.launch import join_job, leave_job, under_torchrun
+from pytest_ascend.box.launch import end_rank, join_job, under_torchrun
 from pytest_ascend.model.prompts import SEED_PROMPTS, chat_prompt
 
 # A short answer and a long one: enough steps for TPOT, and two chances to diverge.
@@ -182,8 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "seconds": time.perf_counter() - started,
         }, {"logits": torch.stack([g.logits for g in greedy])})
         say(f"TPOT {result.summary().tpot_ms.p50:.2f} ms at TP {ranks}")
-    leave_job()
-    return 0
+    end_rank(0)  # exits
 
 
 def logits_path(out: Path) -> Path:

@@ -19,6 +19,7 @@ from pytest_ascend.box.collectives import (
     element_count,
     operation_unsupported,
     parse_size,
+    plan_operations,
     sizes,
     supported_operations,
 )
@@ -172,3 +173,12 @@ def test_gloo_lacks_two_operations_before_torch_2_2(version, unsupported):
     found = {op for op in OPERATIONS if operation_unsupported(op, "gloo", version)}
     assert found == unsupported
     assert not any(operation_unsupported(op, "hccl", version) for op in OPERATIONS)
+
+
+def test_a_job_asked_for_every_operation_runs_what_the_backend_has_and_names_the_rest():
+    run, skipped = plan_operations(OPERATIONS, "gloo", "2.1.0")
+    assert run == ["all_reduce", "broadcast", "all_to_all"]  # in the order asked
+    assert set(skipped) == {"all_gather", "reduce_scatter"}
+    assert all("torch >= 2.2" in reason for reason in skipped.values())
+    assert plan_operations(["broadcast", "all_reduce"], "hccl", "2.1.0") == (
+        ["broadcast", "all_reduce"], {})
