@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Sequence
 
 from pytest_ascend.history.runs import CONTEXT_KEYS, Run, finite_number
 
@@ -235,7 +235,3 @@ def find_steps(runs: Sequence[Run], metrics: Sequence[str], *, beta: float = STE
                 report.steps += found
                 report.drifts += drifts(found)
     return report
-
-
-def latest(report: StepReport) -> Optional[Step]:
-    return max(report.steps, key=lambda s: (s.after.datetime, s.after.source), default=None)

@@ -282,6 +282,14 @@ def test_drifts_are_runs_of_steps_one_way():
     assert drifts(found[3:]) == [] and drifts([]) == []
 
 
+def test_a_drift_of_three_steps_runs_from_its_first_to_its_last():
+    values = [10.0] * 3 + [12.0] * 3 + [14.0] * 3 + [17.0] * 3
+    (drift,) = drifts(fit_steps(plain(values), values, context="ctx", benchmark=BENCH,
+                                metric="tpot_ms", higher_is_better=False))
+    assert drift.describe() == ("tpot_ms drifted +70.0% in 3 steps between run-002.json and "
+                                "run-009.json")
+
+
 def test_find_steps_fits_each_context_and_benchmark_and_counts_what_it_cannot():
     hardware = plain([10.0] * 3 + [20.0] * 3)  # six runs: just enough
     smoke = plain([10.0] * 3 + [20.0] * 3, smoke=True, device="cpu", name_only=True)

@@ -24,6 +24,7 @@ from pytest_ascend.history.gate import (
     higher_is_better,
 )
 from pytest_ascend.history.runs import HistoryError, Run
+from pytest_ascend.history.steps import find_steps
 
 BENCH = "tests/perf/t.py::test_x"
 # Rounds with median 8, quartiles 7 and 9: a relative IQR (noise) of exactly 0.25, so the
@@ -405,3 +406,14 @@ def test_accuracy_is_shown_with_its_interval_and_judged_elsewhere():
     assert f"[{number}] not gated: paired per question by the run's McNemar test" in table
     plain = build_history([run("8.0", 1, {"ttft_ms": 5.0})], metrics=["ttft_ms"])
     assert plain.contexts[0].stats[(BENCH, "ttft_ms")]["8.0"].interval is None
+
+
+def test_the_history_carries_the_steps_along_the_nights_inside_one_version():
+    wobble = [1.0, 1.01, 0.99, 1.02, 0.98, 1.0]
+    runs = [run("8.0", day, {"tpot_ms": scaled((1.0 if day <= 6 else 2.0) * wobble[day % 6])})
+            for day in range(1, 13)]
+    history = build_history(runs, metrics=["tpot_ms"])
+    assert history.regressions == []  # one version: nothing between groups
+    assert history.steps == find_steps(runs, ["tpot_ms"])
+    (step,) = history.step_regressions
+    assert step.after.source == "8.0-7.json" and step.ratio == pytest.approx(2.0, rel=0.05)
