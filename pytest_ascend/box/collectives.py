@@ -56,10 +56,6 @@ def operation_unsupported(operation: str, backend: str,
     return None
 
 
-def supported_operations(backend: str) -> tuple[str, ...]:
-    return tuple(op for op in OPERATIONS if operation_unsupported(op, backend) is None)
-
-
 def plan_operations(requested: Sequence[str], backend: str,
                     torch_version: Optional[str] = None) -> tuple[list[str], dict[str, str]]:
     """The requested operations this backend runs, in order, and those it cannot with the
@@ -72,6 +68,12 @@ def plan_operations(requested: Sequence[str], backend: str,
         else:
             run.append(operation)
     return run, skipped
+
+
+def supported_operations(backend: str) -> tuple[str, ...]:
+    return tuple(plan_operations(OPERATIONS, backend)[0])
+
+
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
